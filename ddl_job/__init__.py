@@ -1,0 +1,1 @@
+"""Data plane: turn a restored copy into renamed schemas in production."""

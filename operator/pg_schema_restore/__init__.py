@@ -1,0 +1,1 @@
+"""pg-schema-restore: give one PostgreSQL schema back from the past."""
