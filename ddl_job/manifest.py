@@ -1,0 +1,52 @@
+"""The manifest: what extract produced, read by every later step.
+
+It travels with the artifacts, so apply/copy/verify need no other input
+than the artifact location and the two connections.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .artifacts import ArtifactStore
+from .errors import DataPlaneError
+
+MANIFEST = "manifest.json"
+ARCHIVE = "schema.dump"      # pg_dump custom format, pre-data + post-data
+PRE_SQL = "pre-data.sql"     # applied in one transaction before the copy
+POST_SQL = "post-data.sql"   # human-readable post-data
+FULL_SQL = "full.sql"        # everything, for audit and troubleshooting
+POST_LIST = "post-data.list"  # pg_restore TOC list applied after the copy
+
+
+@dataclass
+class Manifest:
+    restore_id: str
+    mode: str                       # "copy" or "dms" (dms: PKs in pre-data)
+    schemas: dict[str, str]         # requested name -> name in production
+    source_database: str
+    server_version: int
+    rewritten_functions: list[str] = field(default_factory=list)
+    version: int = 1
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.schemas.values())
+
+    def save(self, store: ArtifactStore, workdir: Path) -> None:
+        path = Path(workdir) / MANIFEST
+        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))
+        store.put_file(MANIFEST, path)
+
+    @classmethod
+    def load(cls, store: ArtifactStore) -> "Manifest":
+        try:
+            data = json.loads(store.read_text(MANIFEST))
+        except json.JSONDecodeError as exc:
+            raise DataPlaneError("InvalidArtifacts", f"manifest unreadable: {exc}") from None
+        if data.get("version") != 1:
+            raise DataPlaneError("InvalidArtifacts",
+                                 f"unsupported manifest version {data.get('version')}")
+        return cls(**data)
