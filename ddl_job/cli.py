@@ -1,0 +1,152 @@
+"""`python -m ddl_job STEP …`: one data-plane step per process, for executors.
+
+Connections come from PGSR_SOURCE_DSN / PGSR_TARGET_DSN only. stdout carries
+JSON lines (see progress.py); the last line is the result or the error.
+Exit codes: 0 success, 1 the step failed or refused, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from dataclasses import asdict, is_dataclass
+from typing import Any, Callable
+
+from . import apply, copy, drop, extract, pipeline, verify
+from .artifacts import open_store
+from .conn import SOURCE_ENV, TARGET_ENV, Endpoint
+from .errors import DataPlaneError
+from .manifest import Manifest
+from .marker import validate_restore_id
+from .names import parse_schema_list, validate_schema_list
+from .progress import Reporter
+
+
+def source() -> Endpoint:
+    return Endpoint.from_env("source", SOURCE_ENV)
+
+
+def target() -> Endpoint:
+    return Endpoint.from_env("target", TARGET_ENV)
+
+
+def schemas_from(args: argparse.Namespace) -> list[str]:
+    """`--schemas a,b` and/or repeated `--schema NAME` (for names with commas)."""
+    names: list[str] = []
+    if args.schemas:
+        names += parse_schema_list(args.schemas)
+    names += args.schema or []
+    return validate_schema_list(names)
+
+
+def add_schema_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--schemas", help="comma-separated schema names (exact, case-sensitive)")
+    parser.add_argument("--schema", action="append", help="one schema name; repeatable")
+
+
+def new_restore_id() -> str:
+    return secrets.token_hex(4)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ddl_job", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    steps = parser.add_subparsers(dest="step", required=True)
+
+    p = steps.add_parser("extract", help="rename in the copy, dump, store DDL artifacts")
+    add_schema_args(p)
+    p.add_argument("--suffix", required=True)
+    p.add_argument("--artifacts", required=True, help="directory or s3://bucket/prefix")
+    p.add_argument("--restore-id", required=True)
+    p.add_argument("--mode", choices=extract.MODES, default="copy")
+    p.add_argument("--disposable-source", action="store_true",
+                   help="acknowledge that the source copy is modified (schemas renamed)")
+
+    p = steps.add_parser("apply", help="apply pre-data (one transaction) or post-data")
+    p.add_argument("section", choices=["pre", "post"])
+    p.add_argument("--artifacts", required=True)
+    p.add_argument("--jobs", type=int, default=2)
+
+    p = steps.add_parser("copy", help="copy all rows and sequence values")
+    p.add_argument("--artifacts", required=True)
+    p.add_argument("--jobs", type=int, default=2)
+
+    p = steps.add_parser("verify", help="compare source and target")
+    p.add_argument("--artifacts", required=True)
+
+    p = steps.add_parser("drop", help="drop the schemas created by a restore id")
+    p.add_argument("--restore-id", required=True)
+
+    p = steps.add_parser("from-copy", help="all steps on an existing restored copy")
+    add_from_copy_args(p)
+    return parser
+
+
+def add_from_copy_args(p: argparse.ArgumentParser) -> None:
+    add_schema_args(p)
+    p.add_argument("--suffix", help="default: _YYYYMMDDHHMMSS of now (UTC)")
+    p.add_argument("--disposable-source", action="store_true",
+                   help="acknowledge that the source copy is modified (schemas renamed)")
+    p.add_argument("--restore-id", help="default: random")
+    p.add_argument("--jobs", type=int, default=2, help="parallel connections (default 2)")
+    p.add_argument("--artifacts", help="keep DDL artifacts here (directory or s3://)")
+    p.add_argument("--keep-on-failure", action="store_true",
+                   help="do not drop the created schemas if a later step fails")
+
+
+def run_from_copy(args: argparse.Namespace, reporter: Reporter) -> pipeline.FromCopyResult:
+    from datetime import datetime, timezone
+
+    from .names import suffix_for
+
+    restore_id = validate_restore_id(args.restore_id or new_restore_id())
+    return pipeline.from_copy(
+        source(), target(), schemas_from(args), args.suffix or suffix_for(
+            datetime.now(timezone.utc)), restore_id=restore_id,
+        disposable_source=args.disposable_source, jobs=max(1, args.jobs),
+        artifacts=args.artifacts, keep_on_failure=args.keep_on_failure, reporter=reporter)
+
+
+def dispatch(args: argparse.Namespace, reporter: Reporter) -> Any:
+    actions: dict[str, Callable[[], Any]] = {
+        "extract": lambda: extract.extract(
+            source(), target(), schemas_from(args), args.suffix, open_store(args.artifacts),
+            restore_id=args.restore_id, mode=args.mode,
+            disposable_source=args.disposable_source, reporter=reporter),
+        "apply": lambda: (apply.apply_pre(target(), open_store(args.artifacts), reporter)
+                          if args.section == "pre" else
+                          apply.apply_post(target(), open_store(args.artifacts),
+                                           jobs=max(1, args.jobs), reporter=reporter)),
+        "copy": lambda: copy.copy_data(
+            source(), target(), Manifest.load(open_store(args.artifacts)).targets,
+            jobs=max(1, args.jobs), reporter=reporter),
+        "verify": lambda: verify.verify(
+            source(), target(), Manifest.load(open_store(args.artifacts)).targets,
+            reporter=reporter),
+        "drop": lambda: drop.drop_restored(
+            target(), validate_restore_id(args.restore_id), reporter=reporter),
+        "from-copy": lambda: run_from_copy(args, reporter),
+    }
+    return actions[args.step]()
+
+
+def to_jsonable(value: Any) -> Any:
+    return asdict(value) if is_dataclass(value) else value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    step = args.step if args.step != "apply" else f"apply-{args.section}"
+    reporter = Reporter(step)
+    try:
+        result = dispatch(args, reporter)
+    except DataPlaneError as exc:
+        reporter.emit("error", reason=exc.reason, message=exc.message)
+        return 1
+    reporter.emit("result", result=to_jsonable(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

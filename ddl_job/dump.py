@@ -1,0 +1,97 @@
+"""pg_dump / pg_restore wrappers: one archive, split by TOC entry, never by regex.
+
+The archive is pg_dump's custom format with the pre-data and post-data
+sections (not `-s`, which drops `REFRESH MATERIALIZED VIEW`). TOC entries are
+selected by catalog OID, never by parsing the names `pg_restore -l` prints
+unquoted. Text renderings drop pg_dump's `\\restrict` / `\\unrestrict` lines
+(pg_dump ≥ 15.14), which no driver can execute.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg.conninfo import make_conninfo
+
+from .conn import Endpoint
+from .errors import DataPlaneError
+
+PG_NAMESPACE = 2615
+PG_CONSTRAINT = 2606
+_TOC_LINE = re.compile(r"^(\d+); (\d+) (\d+) ")
+_RESTRICT = re.compile(r"^\\(un)?restrict [A-Za-z0-9]+$")
+
+
+@dataclass(frozen=True)
+class TocEntry:
+    line: str
+    dump_id: int
+    catalog: int
+    oid: int
+
+
+def _run(args: list[str], endpoint: Endpoint, what: str) -> str:
+    result = subprocess.run(args, env=endpoint.libpq_env(), capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = endpoint.sanitize(result.stderr.strip())[-2000:]
+        raise DataPlaneError(what, f"{Path(args[0]).name} failed: {tail}")
+    return result.stdout
+
+
+def schema_pattern(name: str) -> str:
+    """A pg_dump `-n` pattern matching exactly `name` (quoted: no case folding,
+    no wildcards)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def dump_schemas(source: Endpoint, schemas: list[str], archive: Path) -> None:
+    """pg_dump the schemas' DDL (pre-data + post-data) into a custom archive."""
+    args = ["pg_dump", "--format=custom", "--section=pre-data", "--section=post-data",
+            "--strict-names", "--no-password", f"--file={archive}"]
+    for name in schemas:
+        args.append(f"--schema={schema_pattern(name)}")
+    _run(args, source, "DumpFailed")  # database from PGDATABASE
+
+
+def toc(archive: Path, section: str, endpoint: Endpoint) -> list[TocEntry]:
+    """The archive's TOC entries of one section (`pre-data` / `post-data`)."""
+    out = _run(["pg_restore", "--list", f"--section={section}", str(archive)],
+               endpoint, "DumpFailed")
+    entries = []
+    for line in out.splitlines():
+        match = _TOC_LINE.match(line)
+        if match:
+            entries.append(TocEntry(line, int(match[1]), int(match[2]), int(match[3])))
+    return entries
+
+
+def write_list(entries: list[TocEntry], path: Path) -> Path:
+    path.write_text("".join(e.line + "\n" for e in entries))
+    return path
+
+
+def render_sql(archive: Path, toc_list: Path | None, out: Path, endpoint: Endpoint) -> Path:
+    """Plain SQL for a TOC list (or the whole archive), `\\restrict` lines removed."""
+    args = ["pg_restore", f"--file={out}", str(archive)]
+    if toc_list is not None:
+        args[1:1] = [f"--use-list={toc_list}"]
+    _run(args, endpoint, "DumpFailed")
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(line for line in lines if not _RESTRICT.match(line.rstrip("\n"))))
+    return out
+
+
+def restore_list(archive: Path, toc_list: Path, target: Endpoint, jobs: int) -> None:
+    """Apply a TOC list to the target with `jobs` parallel connections.
+
+    pg_restore schedules by dependency: PKs and unique indexes before the FKs
+    that need them, independent index builds side by side.
+    """
+    args = ["pg_restore", "--exit-on-error", "--no-password", f"--jobs={max(1, jobs)}",
+            f"--use-list={toc_list}",
+            # pg_restore needs -d to connect; a conninfo keeps odd names literal.
+            f"--dbname={make_conninfo(dbname=target.dbname)}", str(archive)]
+    _run(args, target, "PostDataFailed")

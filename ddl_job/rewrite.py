@@ -1,0 +1,196 @@
+"""Rewrite schema references inside function and procedure source text.
+
+`ALTER SCHEMA … RENAME` moves everything PostgreSQL stores by OID (views,
+defaults, FKs, policies, triggers, `BEGIN ATOMIC` bodies). What it cannot
+move is *text*: plpgsql and SQL string bodies, `SET search_path` clauses and
+dynamic SQL. Left alone, restored functions would keep reading and writing
+the production schema (FACTS.md, defect 4).
+
+This is a tokenizer, not a `sed`: it knows string literals, dollar quotes,
+quoted identifiers and comments, and rewrites only
+
+- an identifier equal to an old schema name and followed by `.` (a schema
+  qualifier), unless it is itself preceded by `.` (then it is a table or
+  column named like the schema);
+- a bare identifier in a statement that sets `search_path`;
+- a string literal whose whole value is an old schema name (`format('%I.%I',
+  'tenant', t)`, `set_config('search_path', 'tenant', …)`, `SET search_path
+  TO 'tenant'`);
+- the same rules, recursively, inside dollar-quoted bodies and inside string
+  literals (dynamic SQL such as `EXECUTE 'INSERT INTO tenant.t …'`).
+
+Comments and every other literal are left byte for byte; names that merely
+contain an old name (`tenant_ref`, `'tenant rocks'`) never match.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_WORD = re.compile(r"[A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*")
+_DOLLAR_TAG = re.compile(r"\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$")
+_PLAIN_IDENT = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+@dataclass
+class _Token:
+    kind: str   # word, qident, string, estring, dollar, comment, space, punct
+    text: str
+    value: str = ""  # identifier name (folded for words) or literal content
+
+
+def quote_ident(name: str) -> str:
+    """Quote like PostgreSQL's quote_ident (keywords aside: names we emit are ours)."""
+    if _PLAIN_IDENT.fullmatch(name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _tokenize(text: str) -> list[_Token]:  # noqa: C901 - a lexer is one loop
+    tokens: list[_Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            j = i
+            while j < n and text[j].isspace():
+                j += 1
+            tokens.append(_Token("space", text[i:j]))
+            i = j
+        elif text.startswith("--", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            tokens.append(_Token("comment", text[i:j]))
+            i = j
+        elif text.startswith("/*", i):
+            depth, j = 1, i + 2
+            while j < n and depth:
+                if text.startswith("/*", j):
+                    depth, j = depth + 1, j + 2
+                elif text.startswith("*/", j):
+                    depth, j = depth - 1, j + 2
+                else:
+                    j += 1
+            tokens.append(_Token("comment", text[i:j]))
+            i = j
+        elif ch in "eE" and i + 1 < n and text[i + 1] == "'" and not _continues_word(tokens):
+            j = i + 2
+            while j < n:
+                if text[j] == "\\":
+                    j += 2
+                elif text[j] == "'":
+                    if j + 1 < n and text[j + 1] == "'":
+                        j += 2
+                    else:
+                        break
+                else:
+                    j += 1
+            tokens.append(_Token("estring", text[i:j + 1]))
+            i = j + 1
+        elif ch == "'":
+            j = i + 1
+            while j < n:
+                if text[j] == "'":
+                    if j + 1 < n and text[j + 1] == "'":
+                        j += 2
+                        continue
+                    break
+                j += 1
+            raw = text[i:j + 1]
+            tokens.append(_Token("string", raw, raw[1:-1].replace("''", "'")))
+            i = j + 1
+        elif ch == '"':
+            j = i + 1
+            while j < n:
+                if text[j] == '"':
+                    if j + 1 < n and text[j + 1] == '"':
+                        j += 2
+                        continue
+                    break
+                j += 1
+            raw = text[i:j + 1]
+            tokens.append(_Token("qident", raw, raw[1:-1].replace('""', '"')))
+            i = j + 1
+        elif ch == "$" and (m := _DOLLAR_TAG.match(text, i)) and not _continues_word(tokens):
+            tag = m.group(0)
+            end = text.find(tag, m.end())
+            end = n if end < 0 else end
+            tokens.append(_Token("dollar", tag, text[m.end():end]))
+            i = min(n, end + len(tag))
+        elif m := _WORD.match(text, i):
+            tokens.append(_Token("word", m.group(0), m.group(0).lower()))
+            i = m.end()
+        else:
+            tokens.append(_Token("punct", ch))
+            i += 1
+    return tokens
+
+
+def _continues_word(tokens: list[_Token]) -> bool:
+    """`x$1$` or `namee'…'` : the character belongs to the previous word."""
+    return bool(tokens) and tokens[-1].kind == "word"
+
+
+def _neighbour(tokens: list[_Token], index: int, step: int) -> _Token | None:
+    index += step
+    while 0 <= index < len(tokens):
+        if tokens[index].kind not in ("space", "comment"):
+            return tokens[index]
+        index += step
+    return None
+
+
+class Rewriter:
+    """Rewrites old schema names to new ones in SQL text; counts what it changed."""
+
+    def __init__(self, mapping: dict[str, str]) -> None:
+        self.mapping = mapping
+        self.changes: list[str] = []
+
+    def rewrite(self, text: str, search_path_context: bool = False) -> str:
+        tokens = _tokenize(text)
+        out: list[str] = []
+        in_search_path = search_path_context
+        for index, tok in enumerate(tokens):
+            if tok.kind == "punct" and tok.text == ";":
+                in_search_path = search_path_context
+            if tok.kind in ("word", "string") and tok.value.lower() == "search_path":
+                in_search_path = True
+            out.append(self._rewrite_token(tokens, index, tok, in_search_path))
+        return "".join(out)
+
+    def _rewrite_token(self, tokens: list[_Token], index: int, tok: _Token,
+                       in_search_path: bool) -> str:
+        if tok.kind in ("word", "qident"):
+            new = self.mapping.get(tok.value)
+            if new is None:
+                return tok.text
+            before, after = _neighbour(tokens, index, -1), _neighbour(tokens, index, 1)
+            qualifies = after is not None and after.text == "."
+            qualified = before is not None and before.text == "."
+            if (qualifies and not qualified) or (in_search_path and not qualified):
+                self.changes.append(f"identifier {tok.text} -> {quote_ident(new)}")
+                return quote_ident(new)
+            return tok.text
+        if tok.kind == "string":
+            if tok.value in self.mapping:
+                new = self.mapping[tok.value]
+                self.changes.append(f"literal {tok.text} -> {_quote_literal(new)}")
+                return _quote_literal(new)
+            inner = self.rewrite(tok.value, in_search_path)
+            return tok.text if inner == tok.value else _quote_literal(inner)
+        if tok.kind == "dollar":
+            # A dollar-quoted body starts statements of its own.
+            return tok.text + self.rewrite(tok.value) + tok.text
+        return tok.text
+
+
+def rewrite_sql(text: str, mapping: dict[str, str]) -> tuple[str, list[str]]:
+    """Rewrite `text`; returns the new text and a list of the changes made."""
+    rewriter = Rewriter(mapping)
+    return rewriter.rewrite(text), rewriter.changes
