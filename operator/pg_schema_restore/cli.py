@@ -1,0 +1,66 @@
+"""`pg-schema-restore`: the command line.
+
+- `from-copy`: bring schemas back from an existing restored copy (the data
+  plane, end to end).
+- `demo`: a real restore on local PostgreSQL: production cluster, damage,
+  genuine point-in-time copy, schema brought back next to the damaged one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ddl_job import cli as ddl_cli
+from ddl_job.errors import DataPlaneError
+from ddl_job.progress import Reporter
+
+from .console import HumanReporter
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pg-schema-restore", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser(
+        "from-copy", help="restore schemas from an existing restored copy",
+        description="Connections come from PGSR_SOURCE_DSN (the disposable restored copy) "
+                    "and PGSR_TARGET_DSN (production); they are never printed.")
+    ddl_cli.add_from_copy_args(p)
+    p.add_argument("--json", action="store_true", help="JSON lines on stdout")
+
+    p = commands.add_parser("demo", help="a real restore on local PostgreSQL")
+    p.add_argument("--workdir", default=".pgsr-demo",
+                   help="where the demo clusters live (default ./.pgsr-demo)")
+    p.add_argument("--rows", type=int, default=200_000, help="orders per tenant")
+    p.add_argument("--keep", action="store_true",
+                   help="leave the production cluster running for inspection")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.workdir, rows=args.rows, keep=args.keep)
+    reporter: Reporter = Reporter("from-copy") if args.json else HumanReporter("from-copy")
+    try:
+        result = ddl_cli.run_from_copy(args, reporter)
+    except DataPlaneError as exc:
+        reporter.emit("error", reason=exc.reason, message=exc.message)
+        if not args.json:
+            print(f"error: {exc.reason}: {exc.message}", file=sys.stderr)
+        return 1
+    payload = ddl_cli.to_jsonable(result)
+    if args.json:
+        reporter.emit("result", result=payload)
+    else:
+        print(json.dumps(payload, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
