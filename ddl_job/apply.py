@@ -18,10 +18,10 @@ from psycopg import sql
 
 from . import dump
 from .artifacts import ArtifactStore
-from .catalog import existing_schemas
+from .catalog import existing_schemas, schemas_marked_by
 from .conn import Endpoint
 from .errors import DataPlaneError
-from .manifest import ARCHIVE, POST_LIST, PRE_SQL, Manifest
+from .manifest import ARCHIVE, POST_DONE, POST_LIST, PRE_SQL, Manifest
 from .marker import carries_marker, with_marker
 from .progress import NullReporter, Reporter
 
@@ -34,7 +34,12 @@ def apply_pre(target: Endpoint, store: ArtifactStore,
     script = store.read_text(PRE_SQL)
     with target.connect(application_name="pgsr-apply-pre") as conn:
         conn.execute("SET lock_timeout = '30s'")
-        taken = sorted(existing_schemas(conn, manifest.targets))
+        existing = existing_schemas(conn, manifest.targets)
+        ours = schemas_marked_by(conn, manifest.targets, manifest.restore_id)
+        if existing and ours == set(manifest.targets):
+            reporter.emit("already_applied", schemas=manifest.targets)
+            return manifest.targets  # a resumed run: this restore created them
+        taken = sorted(existing)
         if taken:
             raise DataPlaneError(
                 "TargetExists",
@@ -75,10 +80,16 @@ def apply_post(target: Endpoint, store: ArtifactStore, *, jobs: int = 2,
         missing = sorted(set(manifest.targets) - existing_schemas(conn, manifest.targets))
     if missing:
         raise DataPlaneError("PostDataFailed", f"target schemas missing: {missing}")
+    if POST_DONE in store.names():
+        reporter.emit("already_applied", schemas=manifest.targets)
+        return
     with tempfile.TemporaryDirectory(prefix="pgsr-post-") as tmp:
         archive = store.fetch(ARCHIVE, Path(tmp))
         toc_list = store.fetch(POST_LIST, Path(tmp))
         dump.restore_list(archive, toc_list, target, jobs)
+        done = Path(tmp) / POST_DONE
+        done.write_text(manifest.restore_id + "\n")
+        store.put_file(POST_DONE, done)
     reporter.emit("post_data_applied", schemas=manifest.targets, jobs=jobs)
 
 

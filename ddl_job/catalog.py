@@ -32,6 +32,16 @@ def existing_schemas(conn: psycopg.Connection, names: list[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
+def schemas_marked_by(conn: psycopg.Connection, names: list[str], restore_id: str) -> set[str]:
+    """Those of `names` that exist and carry this restore's ownership marker."""
+    from .marker import carries_marker
+
+    rows = conn.execute(
+        "SELECT nspname, obj_description(oid, 'pg_namespace') FROM pg_namespace "
+        "WHERE nspname = ANY(%s)", (names,)).fetchall()
+    return {name for name, comment in rows if carries_marker(comment, restore_id)}
+
+
 def list_tables(conn: psycopg.Connection, schemas: list[str]) -> list[Table]:
     """Every table with its own storage in `schemas`, largest first.
 

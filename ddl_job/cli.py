@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict, is_dataclass
 from typing import Any, Callable
 
-from . import apply, copy, drop, extract, pipeline, verify
+from . import apply, copy, drop, extract, pipeline, precheck, verify
 from .artifacts import open_store
 from .conn import SOURCE_ENV, TARGET_ENV, Endpoint
 from .errors import DataPlaneError
@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disposable-source", action="store_true",
                    help="acknowledge that the source copy is modified (schemas renamed)")
 
+    p = steps.add_parser("precheck", help="check production before anything is created")
+    add_schema_args(p)
+    p.add_argument("--suffix", required=True)
+
     p = steps.add_parser("apply", help="apply pre-data (one transaction) or post-data")
     p.add_argument("section", choices=["pre", "post"])
     p.add_argument("--artifacts", required=True)
@@ -110,6 +114,8 @@ def run_from_copy(args: argparse.Namespace, reporter: Reporter) -> pipeline.From
 
 def dispatch(args: argparse.Namespace, reporter: Reporter) -> Any:
     actions: dict[str, Callable[[], Any]] = {
+        "precheck": lambda: precheck.precheck(target(), schemas_from(args), args.suffix,
+                                              reporter=reporter),
         "extract": lambda: extract.extract(
             source(), target(), schemas_from(args), args.suffix, open_store(args.artifacts),
             restore_id=args.restore_id, mode=args.mode,

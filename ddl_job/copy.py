@@ -332,12 +332,10 @@ def _table_facts(conn: psycopg.Connection, schemas: list[str]
             JOIN pg_attribute a ON a.attrelid = c.oid
             WHERE n.nspname = ANY(%(schemas)s) AND c.relkind = 'r'
               AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-          UNION
-            SELECT cols.rel, t.typbasetype FROM cols JOIN pg_type t ON t.oid = cols.typ
-            WHERE t.typtype = 'd'
-          UNION
-            SELECT cols.rel, t.typelem FROM cols JOIN pg_type t ON t.oid = cols.typ
-            WHERE t.typcategory = 'A' AND t.typelem <> 0
+          UNION  -- a domain's base type, an array's element type
+            SELECT cols.rel, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END
+            FROM cols JOIN pg_type t ON t.oid = cols.typ
+            WHERE t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0)
         )
         SELECT n.nspname, c.relname, pg_table_size(c.oid),
                EXISTS (SELECT 1 FROM cols JOIN pg_type t ON t.oid = cols.typ

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from . import dump
 from .artifacts import ArtifactStore
-from .catalog import existing_schemas
+from .catalog import existing_schemas, schemas_marked_by
 from .conn import Endpoint, same_database
 from .errors import DataPlaneError
 from .manifest import ARCHIVE, FULL_SQL, POST_LIST, POST_SQL, PRE_SQL, Manifest
@@ -54,7 +54,7 @@ def extract(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str,
                 "SameDatabase",
                 f"source {source.describe()} and target {target.describe()} are the same "
                 "database; extract only runs on a disposable copy")
-        check_targets_free(tgt, mapping, target)
+        check_targets_free(tgt, mapping, target, restore_id)
         tgt.rollback()
         reporter.emit("checked", schemas=mapping, target=target.describe())
         rewritten = rename_in_copy(src, mapping, restore_id, source, reporter)
@@ -73,9 +73,11 @@ def extract(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str,
 
 
 def check_targets_free(tgt: psycopg.Connection, mapping: dict[str, str],
-                       target: Endpoint) -> None:
-    """Refuse if any target schema already exists in production."""
-    taken = sorted(existing_schemas(tgt, list(mapping.values())))
+                       target: Endpoint, restore_id: str) -> None:
+    """Refuse if any target schema already exists in production (unless this
+    very restore created it: a resumed run)."""
+    targets = list(mapping.values())
+    taken = sorted(existing_schemas(tgt, targets) - schemas_marked_by(tgt, targets, restore_id))
     if taken:
         raise DataPlaneError(
             "TargetExists",

@@ -19,6 +19,7 @@ PRE_SQL = "pre-data.sql"     # applied in one transaction before the copy
 POST_SQL = "post-data.sql"   # human-readable post-data
 FULL_SQL = "full.sql"        # everything, for audit and troubleshooting
 POST_LIST = "post-data.list"  # pg_restore TOC list applied after the copy
+POST_DONE = "post-data.done"  # written once post-data succeeded (resumed runs skip it)
 
 
 @dataclass

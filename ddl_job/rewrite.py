@@ -31,11 +31,16 @@ from dataclasses import dataclass
 _WORD = re.compile(r"[A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*")
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$")
 _PLAIN_IDENT = re.compile(r"[a-z_][a-z0-9_$]*")
+# PostgreSQL folds unquoted identifiers to lower case in ASCII only (UTF-8).
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_E_ESCAPE = re.compile(r"''|\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|u([0-9A-Fa-f]{4})"
+                       r"|U([0-9A-Fa-f]{8})|(.))", re.DOTALL)
+_E_SIMPLE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
 @dataclass
 class _Token:
-    kind: str   # word, qident, string, estring, dollar, comment, space, punct
+    kind: str   # word, qident, string, estring, dollar, comment, space, punct, unterminated
     text: str
     value: str = ""  # identifier name (folded for words) or literal content
 
@@ -49,6 +54,31 @@ def quote_ident(name: str) -> str:
 
 def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _quote_eliteral(value: str) -> str:
+    """An E'' literal: its meaning does not depend on standard_conforming_strings."""
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _decode_estring(body: str) -> str | None:
+    """The value of an E'' literal's body (None if it holds escapes we do not read)."""
+    def one(m: re.Match) -> str:
+        octal, hex_, u4, u8, other = m.groups()
+        if m.group(0) == "''":
+            return "'"
+        if octal or hex_:
+            code = int(octal, 8) if octal else int(hex_, 16)
+            if code == 0 or code > 0x7f:  # bytes, not characters: leave the literal alone
+                raise ValueError(code)
+            return chr(code)
+        if u4 or u8:
+            return chr(int(u4 or u8, 16))
+        return _E_SIMPLE.get(other, other)
+    try:
+        return _E_ESCAPE.sub(one, body)
+    except ValueError:
+        return None
 
 
 def _tokenize(text: str) -> list[_Token]:  # noqa: C901 - a lexer is one loop
@@ -90,7 +120,13 @@ def _tokenize(text: str) -> list[_Token]:  # noqa: C901 - a lexer is one loop
                         break
                 else:
                     j += 1
-            tokens.append(_Token("estring", text[i:j + 1]))
+            if j >= n:  # unterminated: not ours to touch
+                tokens.append(_Token("unterminated", text[i:]))
+                break
+            raw = text[i:j + 1]
+            value = _decode_estring(raw[2:-1])
+            tokens.append(_Token("estring" if value is not None else "unterminated",
+                                 raw, value or ""))
             i = j + 1
         elif ch == "'":
             j = i + 1
@@ -101,6 +137,9 @@ def _tokenize(text: str) -> list[_Token]:  # noqa: C901 - a lexer is one loop
                         continue
                     break
                 j += 1
+            if j >= n:  # unterminated (a fragment of dynamic SQL): verbatim
+                tokens.append(_Token("unterminated", text[i:]))
+                break
             raw = text[i:j + 1]
             tokens.append(_Token("string", raw, raw[1:-1].replace("''", "'")))
             i = j + 1
@@ -113,17 +152,22 @@ def _tokenize(text: str) -> list[_Token]:  # noqa: C901 - a lexer is one loop
                         continue
                     break
                 j += 1
+            if j >= n:
+                tokens.append(_Token("unterminated", text[i:]))
+                break
             raw = text[i:j + 1]
             tokens.append(_Token("qident", raw, raw[1:-1].replace('""', '"')))
             i = j + 1
         elif ch == "$" and (m := _DOLLAR_TAG.match(text, i)) and not _continues_word(tokens):
             tag = m.group(0)
             end = text.find(tag, m.end())
-            end = n if end < 0 else end
+            if end < 0:  # unterminated (e.g. '$$' inside a message): verbatim
+                tokens.append(_Token("unterminated", text[i:]))
+                break
             tokens.append(_Token("dollar", tag, text[m.end():end]))
-            i = min(n, end + len(tag))
+            i = end + len(tag)
         elif m := _WORD.match(text, i):
-            tokens.append(_Token("word", m.group(0), m.group(0).lower()))
+            tokens.append(_Token("word", m.group(0), m.group(0).translate(_ASCII_LOWER)))
             i = m.end()
         else:
             tokens.append(_Token("punct", ch))
@@ -177,13 +221,14 @@ class Rewriter:
                 self.changes.append(f"identifier {tok.text} -> {quote_ident(new)}")
                 return quote_ident(new)
             return tok.text
-        if tok.kind == "string":
+        if tok.kind in ("string", "estring"):
+            quote = _quote_literal if tok.kind == "string" else _quote_eliteral
             if tok.value in self.mapping:
                 new = self.mapping[tok.value]
-                self.changes.append(f"literal {tok.text} -> {_quote_literal(new)}")
-                return _quote_literal(new)
+                self.changes.append(f"literal {tok.text} -> {quote(new)}")
+                return quote(new)
             inner = self.rewrite(tok.value, in_search_path)
-            return tok.text if inner == tok.value else _quote_literal(inner)
+            return tok.text if inner == tok.value else quote(inner)
         if tok.kind == "dollar":
             # A dollar-quoted body starts statements of its own.
             return tok.text + self.rewrite(tok.value) + tok.text

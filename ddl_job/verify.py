@@ -97,7 +97,7 @@ WHERE c.relkind IN ('i', 'I') AND (x.indisvalid OR c.relkind = 'I')
   AND """ + _NOT_EXTENSION_MEMBER.format(catalog="'pg_class'", oid="x.indrelid") + """
 UNION ALL
 -- constraints, one kind per contype (table and domain constraints)
-SELECT n.nspname, 'constraints_' || co.contype,
+SELECT n.nspname, 'constraints_' || co.contype::text,
        quote_ident(coalesce(c.relname, t.typname)) || '.' || quote_ident(co.conname),
        pg_get_constraintdef(co.oid)
 FROM pg_constraint co JOIN nsp n ON n.oid = co.connamespace
@@ -106,7 +106,7 @@ WHERE """ + _NOT_EXTENSION_MEMBER.format(catalog="'pg_constraint'", oid="co.oid"
 UNION ALL
 -- triggers (not the internal ones behind foreign keys)
 SELECT n.nspname, 'triggers', quote_ident(c.relname) || '.' || quote_ident(tg.tgname),
-       pg_get_triggerdef(tg.oid) || ' enabled=' || tg.tgenabled
+       pg_get_triggerdef(tg.oid) || ' enabled=' || tg.tgenabled::text
 FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN nsp n ON n.oid = c.relnamespace
 WHERE NOT tg.tgisinternal
 UNION ALL

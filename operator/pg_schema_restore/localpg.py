@@ -222,14 +222,15 @@ class LocalCluster:
                 time.sleep(0.1)
 
 
-def pitr_copy(base_backup: Path, archive_dir: Path, datadir: Path, target_time: datetime,
+def pitr_copy(base_backup: Path, archive_dir: Path, datadir: Path, target_time: datetime | None,
               password: str, port: int | None = None) -> LocalCluster:
-    """A genuine point-in-time copy: base backup + archived WAL replayed to `target_time`.
+    """A genuine point-in-time copy: base backup + archived WAL replayed to `target_time`
+    (None: to the end of the backup itself, like restoring a snapshot).
 
     Returns the started, promoted cluster (new timeline), like a restored RDS
     instance. The caller owns it and must `destroy()` it.
     """
-    if target_time.tzinfo is None:
+    if target_time is not None and target_time.tzinfo is None:
         raise ValueError("target_time must be timezone-aware")
     datadir = Path(datadir).resolve()
     shutil.copytree(base_backup, datadir, symlinks=True)
@@ -241,12 +242,14 @@ def pitr_copy(base_backup: Path, archive_dir: Path, datadir: Path, target_time: 
     for stale in ("postmaster.pid", "postmaster.opts"):
         (datadir / stale).unlink(missing_ok=True)
     cluster = LocalCluster(datadir, port or free_port(), password)
+    target = ({"recovery_target": "'immediate'"} if target_time is None else
+              {"recovery_target_time": f"'{target_time.isoformat()}'",
+               "recovery_target_inclusive": "on"})
     cluster._append_conf({
         "archive_mode": "off",
         "restore_command": f"'cp {Path(archive_dir).resolve()}/%f %p'",
-        "recovery_target_time": f"'{target_time.isoformat()}'",
         "recovery_target_action": "'promote'",
-        "recovery_target_inclusive": "on",
+        **target,
     })
     signal = datadir / "recovery.signal"
     signal.touch()

@@ -1,0 +1,1 @@
+"""The restore engine: seven idempotent phases over a JSON record; no kopf here."""

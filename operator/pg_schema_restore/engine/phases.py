@@ -1,0 +1,210 @@
+"""The seven phases. Each reads the record, acts, and leaves the record ready
+for the next phase; each is safe to re-run after a crash at any point.
+
+Nothing is created before phase 1's validation passes. Data-plane work runs
+through the executor; AWS through the adapters; this module imports neither
+boto3 nor kopf.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ddl_job.artifacts import open_store
+from ddl_job.errors import DataPlaneError
+
+from .ports import ArtifactCleaner, Audit, DataMigration, Executor, Secrets, TemporaryDatabases
+from .record import RestoreRecord
+from .spec import RestoreSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    temp_dbs: TemporaryDatabases
+    executor: Executor
+    artifacts_root: str                     # s3://bucket/prefix or a directory
+    artifact_cleaner: ArtifactCleaner
+    secrets: Secrets | None = None
+    audit: Audit | None = None
+    dms: DataMigration | None = None
+    save: Callable[[RestoreRecord], None] = lambda record: None
+    on_event: Callable[[dict[str, Any]], None] = lambda event: None
+    steps_run: list[str] = field(default_factory=list)
+
+
+def _spec(record: RestoreRecord) -> RestoreSpec:
+    return RestoreSpec.from_dict(record.spec)
+
+
+def artifacts_location(record: RestoreRecord, ctx: Context) -> str:
+    root = record.spec.get("artifactsLocation") or ctx.artifacts_root
+    return root.rstrip("/") + f"/{record.restore_id}"
+
+
+def _step(ctx: Context, record: RestoreRecord, step: str, args: list[str], *,
+          source: bool = True, target: bool = True) -> Any:
+    """Run a data-plane step through the executor, reporting its events."""
+    spec = _spec(record)
+    ctx.steps_run.append(step)
+
+    def relay(event: dict[str, Any]) -> None:
+        event = {**event, "restoreId": record.restore_id}
+        if event.get("event") == "table_done":
+            progress = record.progress
+            progress["tablesDone"] = progress.get("tablesDone", 0) + 1
+            progress["rows"] = progress.get("rows", 0) + int(event.get("rows") or 0)
+            progress["bytes"] = progress.get("bytes", 0) + int(event.get("bytes") or 0)
+        ctx.on_event(event)
+
+    return ctx.executor.run(
+        step, args,
+        source_secret=record.resources.get("temporarySecret") if source else None,
+        target_secret=ctx.temp_dbs.production_secret(spec) if target else None,
+        database=spec.database, on_event=relay)
+
+
+def _schema_args(record: RestoreRecord) -> list[str]:
+    args: list[str] = []
+    for name in record.spec["schemas"]:
+        args += ["--schema", name]
+    return args
+
+
+# -- 1 -----------------------------------------------------------------------
+def initialize(record: RestoreRecord, ctx: Context) -> None:
+    """Validate everything before creating anything."""
+    spec = _spec(record)
+    info = ctx.temp_dbs.describe_source(spec)
+    record.source = info.to_dict()
+    record.targets = spec.target_names(info.snapshot_time)
+    suffix = spec.suffix(info.snapshot_time)
+    record.resources.setdefault("suffix", suffix)
+    # Target names free and ≤ 63 bytes, database reachable: checked in production.
+    _step(ctx, record, "precheck", ["precheck", *_schema_args(record), "--suffix", suffix],
+          source=False)
+    if ctx.audit is not None:
+        ctx.audit.started(record)
+    if spec.dataCopy == "dms":
+        if ctx.dms is None:
+            raise DataPlaneError("InvalidSpec", "dataCopy dms needs AWS DMS (not available here)")
+        ctx.dms.start_instance(record, spec, lambda: ctx.save(record))
+
+
+# -- 2 -----------------------------------------------------------------------
+def temporary_database(record: RestoreRecord, ctx: Context) -> None:
+    spec = _spec(record)
+    ctx.temp_dbs.create(record, spec, lambda: ctx.save(record))
+    ctx.temp_dbs.wait_ready(record)
+
+
+# -- 3 -----------------------------------------------------------------------
+def schema_extraction(record: RestoreRecord, ctx: Context) -> None:
+    spec = _spec(record)
+    ctx.temp_dbs.credentials(record, spec, lambda: ctx.save(record))
+    location = artifacts_location(record, ctx)
+    record.resources["artifacts"] = location
+    ctx.save(record)
+    _step(ctx, record, "extract", [
+        "extract", *_schema_args(record), "--suffix", record.resources["suffix"],
+        "--artifacts", location, "--restore-id", record.restore_id,
+        "--mode", spec.dataCopy, "--disposable-source"])
+    # From here production may hold our schemas: failure cleanup must look.
+    record.schemas_created = True
+    ctx.save(record)
+    _step(ctx, record, "apply-pre", ["apply", "pre", "--artifacts", location], source=False)
+
+
+# -- 4 -----------------------------------------------------------------------
+def data_copy(record: RestoreRecord, ctx: Context) -> None:
+    spec = _spec(record)
+    location = record.resources["artifacts"]
+    record.progress = {"tablesDone": 0, "rows": 0, "bytes": 0}
+    if spec.dataCopy == "copy":
+        summary = _step(ctx, record, "copy", ["copy", "--artifacts", location,
+                                              "--jobs", str(spec.jobs)])
+    else:
+        assert ctx.dms is not None
+        summary = ctx.dms.run_full_load(record, spec, record.resources["temporarySecret"],
+                                        ctx.temp_dbs.production_secret(spec),
+                                        lambda: ctx.save(record))
+        # DMS copies no sequences (FACTS.md defect 6).
+        _step(ctx, record, "sequences", ["copy", "--artifacts", location, "--sequences-only"])
+    if isinstance(summary, dict):
+        record.progress.update({k: summary[k] for k in ("tables", "rows", "bytes")
+                                if k in summary})
+
+
+# -- 5 -----------------------------------------------------------------------
+def post_data(record: RestoreRecord, ctx: Context) -> None:
+    spec = _spec(record)
+    location = record.resources["artifacts"]
+    _step(ctx, record, "apply-post", ["apply", "post", "--artifacts", location,
+                                      "--jobs", str(spec.jobs)], source=False)
+    record.result["verify"] = _step(ctx, record, "verify", ["verify", "--artifacts", location])
+
+
+# -- 6 -----------------------------------------------------------------------
+def cleanup(record: RestoreRecord, ctx: Context) -> None:
+    """Delete every temporary resource, in parallel; drop schemas on failure."""
+    spec_dict = record.spec
+    failed = record.error is not None
+    problems: list[str] = []
+    if failed and record.schemas_created and spec_dict.get("onFailure") != "keep":
+        try:
+            dropped = _step(ctx, record, "drop", ["drop", "--restore-id", record.restore_id],
+                            source=False)
+            record.result["droppedSchemas"] = dropped
+        except DataPlaneError as exc:
+            problems.append(f"drop restored schemas: {exc.message}")
+    tasks: dict[str, Callable[[], Any]] = {"temporaryDatabase": lambda: ctx.temp_dbs.delete(record)}
+    if ctx.dms is not None and spec_dict.get("dataCopy") == "dms":
+        tasks["dms"] = lambda: ctx.dms.delete(record)  # type: ignore[union-attr]
+    if record.resources.get("artifacts"):
+        tasks["artifacts"] = lambda: ctx.artifact_cleaner.delete(record.resources["artifacts"])
+    with ThreadPoolExecutor(max_workers=len(tasks)) as pool:
+        futures = {name: pool.submit(task) for name, task in tasks.items()}
+    deleted: dict[str, Any] = {}
+    for name, future in futures.items():
+        try:
+            deleted[name] = future.result()
+        except Exception as exc:  # every task runs; report all failures together
+            problems.append(f"{name}: {exc}")
+    record.result["deleted"] = deleted
+    if problems:
+        raise DataPlaneError("CleanupFailed", "; ".join(problems))
+
+
+# -- 7 -----------------------------------------------------------------------
+def record_result(record: RestoreRecord, ctx: Context) -> None:
+    record.result.update({
+        "targets": record.targets,
+        "timings": record.timings,
+        "rows": record.progress.get("rows"),
+        "bytes": record.progress.get("bytes"),
+        "error": record.error,
+    })
+    if ctx.audit is not None:
+        ctx.audit.finished(record)
+
+
+PHASE_FUNCTIONS: dict[str, Callable[[RestoreRecord, Context], None]] = {
+    "Initialize": initialize,
+    "TemporaryDatabase": temporary_database,
+    "SchemaExtraction": schema_extraction,
+    "DataCopy": data_copy,
+    "PostData": post_data,
+    "Cleanup": cleanup,
+    "Record": record_result,
+}
+
+
+def local_artifact_cleaner() -> ArtifactCleaner:
+    class _Cleaner:
+        def delete(self, location: str) -> int:
+            return open_store(location).delete_all()
+    return _Cleaner()

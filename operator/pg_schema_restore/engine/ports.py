@@ -1,0 +1,97 @@
+"""The engine's ports: what it needs from the outside world, as Protocols.
+
+The engine (phases, runner) only talks to these; adapters implement them:
+RDS/Aurora or local PITR for the temporary database, Secrets Manager or a
+local directory for secrets, a subprocess / Kubernetes Job / ECS task for
+data-plane steps, DynamoDB for audit, DMS for the `dms` copy. Adapters are
+independent of each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Protocol
+
+from .record import RestoreRecord
+from .spec import RestoreSpec
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What phase 1 learns about the source database."""
+
+    kind: str                          # "instance", "cluster" or "local"
+    engine_version: str
+    earliest_restorable: datetime | None = None
+    latest_restorable: datetime | None = None
+    snapshot_time: datetime | None = None   # creation time of spec.snapshotId
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (v.isoformat() if isinstance(v, datetime) else v)
+                for k, v in self.__dict__.items()}
+
+
+class TemporaryDatabases(Protocol):
+    """Creates, waits for, opens and deletes the temporary restored copy."""
+
+    def describe_source(self, spec: RestoreSpec) -> SourceInfo:
+        """Detect instance vs cluster; raise DataPlaneError for a bad restore
+        point (outside the restorable window), an unknown snapshot, or a
+        snapshot that does not belong to the source."""
+
+    def production_secret(self, spec: RestoreSpec) -> str:
+        """Secret id holding production's connection (host, port, username, password)."""
+
+    def create(self, record: RestoreRecord, spec: RestoreSpec,
+               checkpoint: Callable[[], None]) -> None:
+        """Start the restore; record ids in record.resources and call
+        checkpoint() BEFORE the create call; idempotent (re-run creates nothing)."""
+
+    def wait_ready(self, record: RestoreRecord) -> None:
+        """Poll with backoff until available; DataPlaneError on terminal states."""
+
+    def credentials(self, record: RestoreRecord, spec: RestoreSpec,
+                    checkpoint: Callable[[], None]) -> str:
+        """Make credentials for the copy; returns the temporary secret's id
+        (also recorded in record.resources['temporarySecret'])."""
+
+    def delete(self, record: RestoreRecord) -> list[str]:
+        """Delete everything this restore created here, by recorded id AND by
+        tag; NotFound counts as done; returns what was deleted."""
+
+
+class Secrets(Protocol):
+    def read(self, secret_id: str) -> dict[str, Any]:
+        """{host, port, username, password[, dbname]} (never logged)."""
+
+
+class Executor(Protocol):
+    """Runs one data-plane step (`python -m ddl_job …`) somewhere."""
+
+    def run(self, step: str, args: list[str], *, source_secret: str | None,
+            target_secret: str | None, database: str,
+            on_event: Callable[[dict[str, Any]], None]) -> Any:
+        """Run the step with connections resolved from secrets (never inline);
+        return the step's result; raise DataPlaneError with the step's reason."""
+
+
+class Audit(Protocol):
+    def started(self, record: RestoreRecord) -> None: ...
+    def finished(self, record: RestoreRecord) -> None: ...
+
+
+class DataMigration(Protocol):
+    """AWS DMS full-load (the `dms` data copy)."""
+
+    def start_instance(self, record: RestoreRecord, spec: RestoreSpec,
+                       checkpoint: Callable[[], None]) -> None: ...
+
+    def run_full_load(self, record: RestoreRecord, spec: RestoreSpec, source_secret: str,
+                      target_secret: str, checkpoint: Callable[[], None]) -> dict[str, Any]: ...
+
+    def delete(self, record: RestoreRecord) -> list[str]: ...
+
+
+class ArtifactCleaner(Protocol):
+    def delete(self, location: str) -> int: ...

@@ -1,0 +1,96 @@
+"""Drive a record through the phases until it succeeds or fails.
+
+A failing phase (DataPlaneError, AWS error, any Exception) sends the record
+to Cleanup and then Record, ending Failed with the failing phase and reason.
+A crash (the process dies: BaseException such as KeyboardInterrupt, or a
+kill) leaves the record as last saved; calling `run` again resumes from the
+phase it was in, and the idempotent phases create no duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ddl_job.errors import DataPlaneError
+
+from .phases import PHASE_FUNCTIONS, Context
+from .record import PHASES, RestoreRecord, now
+
+log = logging.getLogger(__name__)
+_FAILURE_PATH = ("Cleanup", "Record")
+
+
+def _reason(exc: Exception) -> tuple[str, str]:
+    if isinstance(exc, DataPlaneError):
+        return exc.reason, exc.message
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:   # botocore ClientError
+        code = str(response["Error"].get("Code", "AwsError"))
+        return "AwsError", f"{code}: {response['Error'].get('Message', '')}".strip()
+    return "InternalError", f"{type(exc).__name__}: {exc}"
+
+
+def next_phase(record: RestoreRecord) -> str:
+    index = PHASES.index(record.phase)
+    if index + 1 < len(PHASES):
+        return PHASES[index + 1]
+    return "Failed" if record.error else "Succeeded"
+
+
+def run_one(record: RestoreRecord, ctx: Context) -> RestoreRecord:
+    """Run the current phase once and save; returns the record."""
+    phase = record.phase
+    ctx.on_event({"event": "phase_started", "phase": phase, "restoreId": record.restore_id})
+    started = time.monotonic()
+    try:
+        PHASE_FUNCTIONS[phase](record, ctx)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a record state
+        reason, message = _reason(exc)
+        record.timings[phase] = round(record.timings.get(phase, 0)
+                                      + time.monotonic() - started, 3)
+        if phase in _FAILURE_PATH:
+            # Cleanup problems are reported but never loop: go on to Record.
+            record.result.setdefault("cleanupErrors", []).append(message)
+            record.error = record.error or {"phase": phase, "reason": reason,
+                                            "message": message}
+            record.phase = "Record" if phase == "Cleanup" else "Failed"
+        else:
+            record.error = {"phase": phase, "reason": reason, "message": message}
+            record.phase = "Cleanup"
+        ctx.on_event({"event": "phase_failed", "phase": phase, "reason": reason,
+                      "message": message, "restoreId": record.restore_id})
+        _finish_if_done(record)
+        ctx.save(record)
+        return record
+    record.timings[phase] = round(record.timings.get(phase, 0)
+                                  + time.monotonic() - started, 3)
+    record.completed.append(phase)
+    record.phase = next_phase(record)
+    ctx.on_event({"event": "phase_finished", "phase": phase, "seconds": record.timings[phase],
+                  "restoreId": record.restore_id})
+    _finish_if_done(record)
+    ctx.save(record)
+    return record
+
+
+def _finish_if_done(record: RestoreRecord) -> None:
+    if record.done and record.finished_at is None:
+        record.finished_at = now()
+
+
+def run(record: RestoreRecord, ctx: Context) -> RestoreRecord:
+    """Run phases until the record is Succeeded or Failed."""
+    while not record.done:
+        run_one(record, ctx)
+    return record
+
+
+def request_cleanup(record: RestoreRecord) -> RestoreRecord:
+    """Jump to Cleanup (deletion of the resource, or `cleanup` from the CLI)."""
+    if not record.done and record.phase not in _FAILURE_PATH:
+        record.cleanup_requested = True
+        record.error = record.error or {"phase": record.phase, "reason": "Cancelled",
+                                        "message": "cleanup requested before completion"}
+        record.phase = "Cleanup"
+    return record

@@ -1,0 +1,1 @@
+"""Local stand-ins for AWS: genuine PITR copies and secrets on this machine (demo, tests)."""
