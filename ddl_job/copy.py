@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -232,11 +233,14 @@ class _Copier:
 
     def _describe(self, table: catalog.Table, src_rc: int, tgt_rc: int,
                   src_err: bytes, tgt_err: bytes) -> str:
+        """The failing side's error first; a source killed by SIGPIPE only
+        saw the target go away, and a target fed a cut stream only saw the
+        source go away."""
         parts = []
+        if src_rc != 0 and (src_rc != -signal.SIGPIPE or tgt_rc == 0):
+            parts.append(f"source (exit {src_rc}): {_tail(src_err) or 'no message'}")
         if tgt_rc != 0:
             parts.append(f"target (exit {tgt_rc}): {_tail(tgt_err) or 'no message'}")
-        if src_rc != 0:
-            parts.append(f"source (exit {src_rc}): {_tail(src_err) or 'no message'}")
         message = f"{table.label}: " + "; ".join(parts)
         return self.target.sanitize(self.source.sanitize(message))
 
@@ -277,8 +281,12 @@ class _Copier:
                    for i in range(max(1, min(jobs, len(units))))]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:  # Ctrl-C, or a signal handler raising: leave no psql behind
+            self._fail(DataPlaneError("CopyFailed", "copy interrupted"))
+            raise
         if self._error is not None:
             raise self._error
         return totals["rows"]
@@ -389,6 +397,7 @@ def copy_data(source: Endpoint, target: Endpoint, schemas: list[str], *, jobs: i
     Returns {tables, rows, bytes, seconds, sequences}.
     """
     started = time.monotonic()
+    jobs = max(1, jobs)
     psql = _find_psql()
     src = source.connect(application_name="pgsr-copy")
     tgt = target.connect(autocommit=True, application_name="pgsr-copy")
@@ -397,6 +406,9 @@ def copy_data(source: Endpoint, target: Endpoint, schemas: list[str], *, jobs: i
         # the copy and exports the snapshot every source stream imports.
         src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         src.read_only = True
+        # The snapshot dies with this transaction: no server timeout may end it.
+        src.execute("SET idle_in_transaction_session_timeout = 0")
+        src.execute("SET statement_timeout = 0")
         snap_row = src.execute("SELECT pg_export_snapshot(), "
                                "current_setting('block_size')::int, "
                                "current_setting('server_version_num')::int, "

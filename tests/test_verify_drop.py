@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 
@@ -101,16 +102,21 @@ def rich_source(copyhost):
             sql.Identifier(name)))
 
 
+_clones = itertools.count()
+
+
 @pytest.fixture
-def pair(copyhost, rich_source, new_db):
+def pair(copyhost, rich_source):
     """(source endpoint, target endpoint, target db name): target = clone of source."""
-    target = new_db(copyhost, "verify_tgt")
+    target = f"verify_tgt_{os.getpid()}_{next(_clones)}"
     with copyhost.connect(autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(target)))
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
             sql.Identifier(target), sql.Identifier(rich_source)))
-    return (_endpoint(copyhost, rich_source, "source"), _endpoint(copyhost, target, "target"),
-            target)
+    yield (_endpoint(copyhost, rich_source, "source"), _endpoint(copyhost, target, "target"),
+           target)
+    with copyhost.connect(autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(target)))
 
 
 def _failure(source, target) -> DataPlaneError:
@@ -322,6 +328,9 @@ def drop_db(copyhost, new_db):
             CREATE FUNCTION ra.stamp() RETURNS trigger LANGUAGE plpgsql AS
               $$BEGIN RETURN NEW; END$$;
             CREATE VIEW ra.v AS SELECT * FROM ra.t;
+            CREATE TABLE ra.ev (id int, at int) PARTITION BY RANGE (at);
+            CREATE TABLE ra.ev1 PARTITION OF ra.ev FOR VALUES FROM (0) TO (100);
+            CREATE MATERIALIZED VIEW ra.mv AS SELECT count(*) AS n FROM ra.t;
             CREATE SCHEMA "Ra Two";
             CREATE TABLE "Ra Two".t2 (id int REFERENCES ra.t(id));
             CREATE VIEW "Ra Two".v2 AS SELECT t.id FROM ra.t JOIN "Ra Two".t2 USING (id);
@@ -382,6 +391,9 @@ def test_drop_removes_only_schemas_marked_with_the_restore_id(copyhost, drop_db)
      "FOR EACH ROW EXECUTE FUNCTION ra.stamp()", "trigger acc_stamp on table prod.accounts"),
     ("CREATE FUNCTION prod.f(ra.t) RETURNS int LANGUAGE sql AS 'SELECT 1'",
      "function prod.f(ra.t)"),
+    ("CREATE VIEW prod.on_mv AS SELECT n FROM ra.mv", "view prod.on_mv"),
+    ("CREATE TABLE prod.ev2 PARTITION OF ra.ev FOR VALUES FROM (100) TO (200)",
+     "table prod.ev2"),
 ])
 def test_drop_refuses_when_cascade_reaches_outside(copyhost, drop_db, dependency, expected):
     target = _endpoint(copyhost, drop_db, "target")
@@ -397,6 +409,21 @@ def test_drop_refuses_when_cascade_reaches_outside(copyhost, drop_db, dependency
     with copyhost.connect(drop_db) as conn:
         assert _schemas(conn) == all_before
         assert {s: _checksum(conn, s) for s in watched} == before
+
+
+def test_drop_refusal_lists_every_outside_object(copyhost, drop_db):
+    target = _endpoint(copyhost, drop_db, "target")
+    _run(copyhost, drop_db, "CREATE VIEW prod.v AS SELECT id FROM ra.t; "
+                            "CREATE VIEW plain.w AS SELECT * FROM prod.v; "
+                            "CREATE TABLE plain.r (id int CONSTRAINT r_fk REFERENCES ra.t(id))")
+    with pytest.raises(DataPlaneError) as info:
+        drop_restored(target, "A", reporter=NullReporter())
+    message = info.value.message
+    assert "would also remove 3 object(s) outside them" in message
+    for item in ("view prod.v", "view plain.w", "constraint r_fk on table plain.r"):
+        assert item in message
+    with copyhost.connect(drop_db) as conn:
+        assert conn.execute("SELECT count(*) FROM plain.w").fetchone() == (2,)
 
 
 def test_drop_gives_up_on_lock_timeout(copyhost, drop_db):

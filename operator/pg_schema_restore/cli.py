@@ -4,6 +4,7 @@
   plane, end to end).
 - `demo`: a real restore on local PostgreSQL: production cluster, damage,
   genuine point-in-time copy, schema brought back next to the damaged one.
+- `run` / `plan` / `cleanup`: the whole restore on AWS (RDS or Aurora).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ddl_job import cli as ddl_cli
 from ddl_job.errors import DataPlaneError
 from ddl_job.progress import Reporter
 
+from .commands import add_spec_args, cleanup_command, plan_command, run_command
 from .console import HumanReporter
 
 
@@ -30,6 +32,23 @@ def build_parser() -> argparse.ArgumentParser:
                     "and PGSR_TARGET_DSN (production); they are never printed.")
     ddl_cli.add_from_copy_args(p)
     p.add_argument("--json", action="store_true", help="JSON lines on stdout")
+
+    p = commands.add_parser("run", help="restore schemas on AWS (all seven phases)")
+    add_spec_args(p)
+    p.add_argument("--restore-id", help="default: random")
+    p.add_argument("--state-file", help="default: ./pgsr-<restore-id>.json")
+    p.add_argument("--resume", metavar="STATE_FILE", help="continue an interrupted run")
+    p.add_argument("--json", action="store_true", help="print the final record as JSON")
+
+    p = commands.add_parser("plan", help="validate against AWS; print what would be created")
+    add_spec_args(p)
+    p.add_argument("--restore-id")
+    p.add_argument("--json", action="store_true")
+
+    p = commands.add_parser("cleanup", help="delete every temporary resource of a restore")
+    p.add_argument("--restore-id", required=True)
+    p.add_argument("--region", default="")
+    p.add_argument("--artifacts", default="", help="artifacts root (s3://bucket/prefix)")
 
     p = commands.add_parser("demo", help="a real restore on local PostgreSQL")
     p.add_argument("--workdir", default=".pgsr-demo",
@@ -46,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(args.workdir, rows=args.rows, keep=args.keep)
+    if args.command in ("run", "plan", "cleanup"):
+        handler = {"run": run_command, "plan": plan_command, "cleanup": cleanup_command}
+        try:
+            return handler[args.command](args)
+        except DataPlaneError as exc:
+            print(f"error: {exc.reason}: {exc.message}", file=sys.stderr)
+            return 1
     reporter: Reporter = Reporter("from-copy") if args.json else HumanReporter("from-copy")
     try:
         result = ddl_cli.run_from_copy(args, reporter)

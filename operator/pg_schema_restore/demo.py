@@ -3,9 +3,10 @@
 1. start a "production" cluster with WAL archiving, three tenant schemas;
 2. take a base backup, keep writing, record a point in time;
 3. damage a tenant (drop a table, delete rows);
-4. make a genuine point-in-time copy (base backup + WAL replay) at that point;
-5. bring the tenant back next to the damaged one under a suffixed name;
-6. print what happened, timings and the verify result; delete the copy.
+4. run the restore engine's seven phases with the `local` provider: a
+   genuine point-in-time copy (base backup + WAL replay) stands in for RDS;
+5. the tenant comes back next to the damaged one under a suffixed name;
+6. print what happened, timings and the verify result; nothing temporary left.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from pathlib import Path
 
 from psycopg import sql
 
-from ddl_job.conn import Endpoint
 from ddl_job.errors import DataPlaneError
-from ddl_job.names import suffix_for
-from ddl_job.pipeline import from_copy
 
+from .commands import event_printer
 from .console import HumanReporter
-from .localpg import LocalCluster, pitr_copy
+from .engine import runner
+from .engine.phases import Context, local_artifact_cleaner
+from .engine.record import RestoreRecord
+from .executors.subprocess import SubprocessExecutor
+from .local.provider import LocalSource, LocalTemporaryDatabases
+from .local.secrets import LocalSecrets
+from .localpg import LocalCluster
 
 DATABASE = "appdb"
 TENANTS = ("customer_a1", "customer_b2", "customer_c3")
@@ -68,12 +73,12 @@ def _fill(cluster: LocalCluster, schema: str, rows: int) -> None:
         conn.execute(sql.SQL(TENANT_DDL).format(s=s))
         conn.execute(sql.SQL("""
             INSERT INTO {}.customers(name, country)
-            SELECT 'customer ' || g, (ARRAY['FR','DE','ES'])[1 + g % 3]
+            SELECT 'customer ' || g, (ARRAY['FR','DE','ES'])[1 + g %% 3]
             FROM generate_series(1, %s) g""").format(s), (customers,))
         conn.execute(sql.SQL("ALTER TABLE {}.orders DISABLE TRIGGER orders_audit").format(s))
         conn.execute(sql.SQL("""
             INSERT INTO {}.orders(customer_id, amount, note)
-            SELECT 1 + g % %s, (g % 1000) / 10.0, 'order #' || g
+            SELECT 1 + g %% %s, (g %% 1000) / 10.0, 'order #' || g
             FROM generate_series(1, %s) g""").format(s), (customers, rows))
         conn.execute(sql.SQL("ALTER TABLE {}.orders ENABLE TRIGGER orders_audit").format(s))
         conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}.country_totals").format(s))
@@ -101,7 +106,6 @@ def run_demo(workdir: str, *, rows: int = 200_000, keep: bool = False) -> int:
     say = HumanReporter("demo")
     timings: dict[str, float] = {}
     prod: LocalCluster | None = None
-    copy: LocalCluster | None = None
 
     def timed(name: str, started: float) -> None:
         timings[name] = round(time.monotonic() - started, 2)
@@ -137,27 +141,34 @@ def run_demo(workdir: str, *, rows: int = 200_000, keep: bool = False) -> int:
         damaged = _counts(prod, DAMAGED)
         say.emit("damage done", tenant=DAMAGED, counts=damaged)
 
-        started = time.monotonic()
         prod.archive_current_wal(base / "wal")
-        copy = pitr_copy(backup, base / "wal", base / "pitr-copy", point, password)
-        timed("point-in-time copy", started)
-        say.emit("pitr copy ready", port=copy.port, seconds=timings["point-in-time copy"])
-
-        suffix = suffix_for(point)
+        secrets_store = LocalSecrets(base / "secrets")
+        secrets_store.write("production", {"host": "127.0.0.1", "port": prod.port,
+                                           "username": "postgres", "password": password})
+        temp_dbs = LocalTemporaryDatabases(
+            LocalSource(backup, base / "wal", "production", base / "temporary"), secrets_store)
+        (base / "temporary").mkdir()
+        ctx = Context(temp_dbs=temp_dbs, executor=SubprocessExecutor(secrets_store),
+                      artifacts_root=str(base / "artifacts"),
+                      artifact_cleaner=local_artifact_cleaner(),
+                      on_event=event_printer(False))
+        record = RestoreRecord(restore_id=f"demo{secrets.token_hex(3)}", spec={
+            "database": DATABASE, "schemas": [DAMAGED], "restoreTime": point.isoformat()})
         started = time.monotonic()
-        result = from_copy(
-            Endpoint.from_dsn("source", copy.dsn(DATABASE)),
-            Endpoint.from_dsn("target", prod.dsn(DATABASE)),
-            [DAMAGED], suffix, restore_id=f"demo-{secrets.token_hex(3)}",
-            disposable_source=True, jobs=2, reporter=HumanReporter("restore"))
-        timed("schema restore", started)
-        restored = _counts(prod, DAMAGED + suffix)
+        runner.run(record, ctx)
+        timed("restore (7 phases)", started)
+        if not record.succeeded:
+            error = record.error or {}
+            say.emit("failed", phase=error.get("phase"), reason=error.get("reason"),
+                     message=error.get("message"))
+            return 1
+        target = record.targets[DAMAGED]
+        restored = _counts(prod, target)
+        leftovers = sorted(p.name for p in (base / "temporary").iterdir())
     except DataPlaneError as exc:
         say.emit("failed", reason=exc.reason, message=exc.message)
         return 1
     finally:
-        if copy is not None:
-            copy.destroy()
         if prod is not None and not keep:
             prod.destroy()
         if not keep:
@@ -165,18 +176,19 @@ def run_demo(workdir: str, *, rows: int = 200_000, keep: bool = False) -> int:
 
     print()
     print(f"Restored {DAMAGED} as it was at {point.isoformat()} into "
-          f"{DAMAGED + suffix}, next to the damaged schema.")
+          f"{target}, next to the damaged schema.")
     print(f"{'table':<12}{'at restore point':>18}{'damaged now':>14}{'restored':>12}")
     for table in before:
         print(f"{table:<12}{before[table]!s:>18}{damaged[table]!s:>14}{restored[table]!s:>12}")
     print()
-    for name, seconds in {**timings, **{f"  {k}": v for k, v in result.timings.items()}}.items():
+    for name, seconds in {**timings, **{f"  {k}": v for k, v in record.timings.items()}}.items():
         print(f"{name:<24}{seconds:>8.2f} s")
-    verify = result.verify
+    print(f"temporary resources left: {leftovers or 'none'}")
+    verify = record.result.get("verify") or {}
     print(f"\nverify: {'OK' if verify.get('ok') else 'FAILED'} "
           f"({verify.get('tables')} tables, {verify.get('rows')} rows compared)")
     if keep and prod is not None:
         (base / ".password").write_text(password)
         print(f"\nproduction left running on 127.0.0.1:{prod.port}, database {DATABASE}, "
               f"user postgres (password in {base}/.password)")
-    return 0 if verify.get("ok") and before == restored else 1
+    return 0 if verify.get("ok") and before == restored and not leftovers else 1
