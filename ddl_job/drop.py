@@ -221,8 +221,11 @@ def _attempt(target: Endpoint, restore_id: str, reporter: Reporter,
     """One try: the dropped names, or None when a concurrent change spoiled the check."""
     conn = target.connect(application_name="pg-schema-restore drop")
     try:
-        conn.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout,))
-        conn.execute("SELECT set_config('search_path', 'pg_catalog', true)")
+        # Session-wide (this connection is ours alone): also holds after a
+        # rollback, so descriptions are always schema-qualified.
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout,))
+        conn.execute("SELECT set_config('search_path', 'pg_catalog', false)")
+        conn.commit()
         marked = _marked_schemas(conn, restore_id, reporter)
         names = sorted(name for _, name in marked)
         reporter.emit("drop_found", restore_id=restore_id, schemas=names)
@@ -260,7 +263,7 @@ def _attempt(target: Endpoint, restore_id: str, reporter: Reporter,
         if not blocking:
             return None
         keys = _fold(blocking)
-        descriptions = _describe(conn, keys)
+        descriptions = sorted(_describe(conn, keys))
         conn.rollback()
         shown = "; ".join(descriptions[:MAX_LISTED])
         more = len(descriptions) - MAX_LISTED

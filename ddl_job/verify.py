@@ -272,9 +272,10 @@ def _compare(source: _Side, target: _Side, schemas: list[str]) -> list[dict[str,
 
     for schema in schemas:
         s_has, t_has = schema in source.schemas, schema in target.schemas
-        if s_has != t_has:
-            add("schema", schema, None, s_has, t_has,
-                f"schema {_q(schema)}: missing in {'target' if s_has else 'source'}")
+        if not (s_has and t_has):
+            where = "source and target" if not (s_has or t_has) else (
+                "target" if s_has else "source")
+            add("schema", schema, None, s_has, t_has, f"schema {_q(schema)}: missing in {where}")
 
     # objects per schema and kind
     keys = sorted(set(source.objects) | set(target.objects))

@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 import os
+import subprocess
 
 import psycopg
 import pytest
@@ -23,6 +24,7 @@ from ddl_job.drop import drop_restored
 from ddl_job.errors import DataPlaneError
 from ddl_job.progress import NullReporter, Reporter
 from ddl_job.verify import verify
+from pg_schema_restore.localpg import server_bindir
 
 RICH_SCHEMA = """
 CREATE SCHEMA s1;
@@ -155,6 +157,24 @@ def test_verify_identical_schemas_pass(pair):
     assert {e["side"] for e in events if e["event"] == "verify_read"} == {"source", "target"}
 
 
+def test_verify_passes_after_a_real_dump_and_restore(copyhost, rich_source, new_db, tmp_path):
+    """No false alarm on what pg_dump/pg_restore really produce (names, order, clones)."""
+    db = new_db(copyhost, "verify_rt")
+    _run(copyhost, db, "CREATE SCHEMA other; CREATE TABLE other.countries (code text PRIMARY KEY);"
+                       "INSERT INTO other.countries VALUES ('fr'), ('de')")
+    source = _endpoint(copyhost, rich_source, "source")
+    target = _endpoint(copyhost, db, "target")
+    bindir = server_bindir()
+    dump = tmp_path / "rich.dump"
+    subprocess.run([str(bindir / "pg_dump"), "-Fc", "--strict-names", "-n", "s1",
+                    "-n", '"Mixed Case"', "-f", str(dump)],
+                   env=source.libpq_env(), check=True, capture_output=True)
+    subprocess.run([str(bindir / "pg_restore"), "--exit-on-error", "-d", db, str(dump)],
+                   env=target.libpq_env(), check=True, capture_output=True)
+    report = verify(source, target, SCHEMAS, reporter=NullReporter())
+    assert report["ok"] and report["rows"] == 18 and report["objects"]["s1"]["indexes"] == 7
+
+
 def test_verify_row_deleted_in_target(pair, copyhost):
     source, target, tdb = pair
     _run(copyhost, tdb, "DELETE FROM s1.orders WHERE id = 4")
@@ -249,6 +269,14 @@ def test_verify_missing_schema(pair, copyhost):
     message = _failure(source, target).message
     assert 'schema "Mixed Case": missing in target' in message
     assert '"Mixed Case"."Odd Table": table missing in target (source 4 rows)' in message
+
+
+def test_verify_fails_on_a_schema_missing_on_both_sides(pair):
+    source, target, _ = pair
+    with pytest.raises(DataPlaneError) as info:
+        verify(source, target, ["s1", "s1_typo"], reporter=NullReporter())
+    assert info.value.message.splitlines()[1:] == [
+        "schema s1_typo: missing in source and target"]
 
 
 def test_verify_refuses_injection_shaped_names(pair):
@@ -392,6 +420,7 @@ def test_drop_removes_only_schemas_marked_with_the_restore_id(copyhost, drop_db)
     ("CREATE FUNCTION prod.f(ra.t) RETURNS int LANGUAGE sql AS 'SELECT 1'",
      "function prod.f(ra.t)"),
     ("CREATE VIEW prod.on_mv AS SELECT n FROM ra.mv", "view prod.on_mv"),
+    ("CREATE VIEW public.pv AS SELECT id FROM ra.t", "view public.pv"),
     ("CREATE TABLE prod.ev2 PARTITION OF ra.ev FOR VALUES FROM (100) TO (200)",
      "table prod.ev2"),
 ])
@@ -456,3 +485,26 @@ def test_drop_with_nothing_marked_is_a_no_op(copyhost, new_db):
     db = new_db(copyhost, "drop_empty")
     target = _endpoint(copyhost, db, "target")
     assert drop_restored(target, "nothing-here", reporter=NullReporter()) == []
+
+
+def test_drop_retries_when_another_session_drops_something_meanwhile(copyhost, drop_db,
+                                                                      monkeypatch):
+    import ddl_job.drop as drop_module
+
+    target = _endpoint(copyhost, drop_db, "target")
+    real_snapshot = drop_module._snapshot
+    calls = []
+
+    def snapshot_then_concurrent_drop(conn, ours):
+        result = real_snapshot(conn, ours)
+        calls.append(len(result))
+        if len(calls) == 1:   # right after the first "before" snapshot
+            _run(copyhost, drop_db, "DROP TABLE plain.t")
+        return result
+
+    monkeypatch.setattr(drop_module, "_snapshot", snapshot_then_concurrent_drop)
+    stream = io.StringIO()
+    assert drop_restored(target, "A", reporter=Reporter("drop", stream)) == sorted(["ra", "Ra Two"])
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events.count("drop_retry") == 1 and events[-1] == "dropped"
+    assert len(calls) == 5    # before, after, after-rollback; then before, after
