@@ -104,10 +104,11 @@ def run_from_copy(args: argparse.Namespace, reporter: Reporter) -> pipeline.From
 
     from .names import suffix_for
 
-    restore_id = validate_restore_id(args.restore_id or new_restore_id())
+    restore_id = validate_restore_id(
+        new_restore_id() if args.restore_id is None else args.restore_id)
     return pipeline.from_copy(
-        source(), target(), schemas_from(args), args.suffix or suffix_for(
-            datetime.now(timezone.utc)), restore_id=restore_id,
+        source(), target(), schemas_from(args), suffix_for(datetime.now(timezone.utc))
+        if args.suffix is None else args.suffix, restore_id=restore_id,
         disposable_source=args.disposable_source, jobs=max(1, args.jobs),
         artifacts=args.artifacts, keep_on_failure=args.keep_on_failure, reporter=reporter)
 
