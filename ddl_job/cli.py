@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+from functools import partial
 from dataclasses import asdict, is_dataclass
 from typing import Any, Callable
 
@@ -75,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = steps.add_parser("copy", help="copy all rows and sequence values")
     p.add_argument("--artifacts", required=True)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--sequences-only", action="store_true",
+                   help="only set sequences (rows were copied by DMS)")
 
     p = steps.add_parser("verify", help="compare source and target")
     p.add_argument("--artifacts", required=True)
@@ -125,9 +128,10 @@ def dispatch(args: argparse.Namespace, reporter: Reporter) -> Any:
                           if args.section == "pre" else
                           apply.apply_post(target(), open_store(args.artifacts),
                                            jobs=max(1, args.jobs), reporter=reporter)),
-        "copy": lambda: copy.copy_data(
+        "copy": lambda: (copy.sync_sequences if args.sequences_only else partial(
+            copy.copy_data, jobs=max(1, args.jobs)))(
             source(), target(), Manifest.load(open_store(args.artifacts)).targets,
-            jobs=max(1, args.jobs), reporter=reporter),
+            reporter=reporter),
         "verify": lambda: verify.verify(
             source(), target(), Manifest.load(open_store(args.artifacts)).targets,
             reporter=reporter),

@@ -1,0 +1,113 @@
+"""The SchemaRestore status, derived from the engine record (no kopf here).
+
+Conditions follow the Kubernetes API conventions: a bounded job's top-level
+`Succeeded` (Unknown while running, True/False at the end), plus one per
+phase; each with a CamelCase reason, a message, lastTransitionTime and
+observedGeneration. Transition times only move when the status changes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from ..engine.record import PHASES, RestoreRecord
+
+# condition type -> the phase whose completion makes it True
+PHASE_CONDITIONS: dict[str, str] = {
+    "TemporaryDatabaseReady": "TemporaryDatabase",
+    "SchemaExtracted": "SchemaExtraction",
+    "PreDataApplied": "SchemaExtraction",
+    "DataCopied": "DataCopy",
+    "PostDataApplied": "PostData",
+    "CleanedUp": "Cleanup",
+}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(type_: str, status: str, reason: str, message: str, generation: int,
+              previous: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    old = previous.get(type_)
+    changed = old is None or old.get("status") != status
+    return {
+        "type": type_, "status": status, "reason": reason, "message": message[:32000],
+        "observedGeneration": generation,
+        "lastTransitionTime": _now() if changed else old["lastTransitionTime"],
+    }
+
+
+def _phase_condition(type_: str, phase: str, record: RestoreRecord) -> tuple[str, str, str]:
+    error = record.error or {}
+    if phase in record.completed:
+        return "True", "Done", f"{phase} completed"
+    if error.get("phase") == phase:
+        return "False", error.get("reason", "Failed"), error.get("message", "")
+    if record.done or (error and PHASES.index(phase) < PHASES.index("Cleanup")):
+        return "False", "Skipped", f"{phase} did not run"
+    if record.phase == phase:
+        return "Unknown", "InProgress", f"{phase} in progress"
+    return "Unknown", "Pending", f"waiting for {phase}"
+
+
+def status_for(record: RestoreRecord, generation: int,
+               previous_conditions: list[dict[str, Any]] | None = None,
+               waiting: str | None = None) -> dict[str, Any]:
+    """The whole status for a record; `waiting` explains a queued restore."""
+    previous = {c["type"]: c for c in previous_conditions or []}
+    conditions = []
+    error = record.error or {}
+    if record.succeeded:
+        top = ("True", "Succeeded", f"restored {_mapping(record)}")
+    elif record.done:
+        top = ("False", error.get("reason", "Failed"),
+               f"failed in {error.get('phase')}: {error.get('message', '')}")
+    elif waiting:
+        top = ("Unknown", "Queued", waiting)
+    elif error:
+        top = ("Unknown", "CleaningUp",
+               f"{error.get('phase')} failed ({error.get('reason')}); cleaning up")
+    else:
+        top = ("Unknown", record.phase, f"phase {record.phase} "
+               f"({PHASES.index(record.phase) + 1}/{len(PHASES)})")
+    conditions.append(condition("Succeeded", *top, generation, previous))
+    for type_, phase in PHASE_CONDITIONS.items():
+        conditions.append(condition(type_, *_phase_condition(type_, phase, record), generation,
+                                    previous))
+    spec = record.spec
+    return {
+        "observedGeneration": generation,
+        "phase": _derived_phase(record, waiting),
+        "point": spec.get("restoreTime") or f"snapshot:{spec.get('snapshotId')}",
+        "restoreId": record.restore_id,
+        "targetSchemas": record.targets,
+        "progress": {**record.progress, "summary": _summary(record)},
+        "startTime": record.started_at,
+        "completionTime": record.finished_at,
+        "conditions": conditions,
+        "record": record.to_dict(),
+    }
+
+
+def _mapping(record: RestoreRecord) -> str:
+    return ", ".join(f"{old} -> {new}" for old, new in record.targets.items())
+
+
+def _derived_phase(record: RestoreRecord, waiting: str | None) -> str:
+    if record.done:
+        return record.phase
+    if waiting:
+        return "Queued"
+    return "CleaningUp" if record.error else record.phase
+
+
+def _summary(record: RestoreRecord) -> str:
+    if record.done:
+        rows = record.progress.get("rows")
+        return f"{rows} rows" if rows is not None else record.phase
+    step = f"{PHASES.index(record.phase) + 1}/{len(PHASES)}"
+    if record.phase == "DataCopy" and record.progress.get("tablesDone") is not None:
+        return f"{step} {record.progress['tablesDone']} tables"
+    return step
