@@ -8,6 +8,8 @@ Exit codes: 0 success, 1 the step failed or refused, 2 bad usage.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import secrets
 import sys
 from functools import partial
@@ -146,6 +148,28 @@ def to_jsonable(value: Any) -> Any:
     return asdict(value) if is_dataclass(value) else value
 
 
+TERMINATION_LOG_ENV = "PGSR_TERMINATION_LOG"
+_TERMINATION_LIMIT = 4000  # Kubernetes keeps at most 4096 bytes of it
+
+
+def write_termination_log(record: dict[str, Any]) -> None:
+    """In a Kubernetes Job, the last line also goes to the termination message,
+    which the operator reads back from the Pod's status (no log access needed)."""
+    path = os.environ.get(TERMINATION_LOG_ENV)
+    if not path:
+        return
+    text = json.dumps(record, default=str)
+    if len(text.encode()) > _TERMINATION_LIMIT and isinstance(record.get("result"), dict):
+        scalars = {k: v for k, v in record["result"].items()
+                   if isinstance(v, (str, int, float, bool)) or v is None}
+        text = json.dumps({**record, "result": {**scalars, "truncated": True}}, default=str)
+    if len(text.encode()) > _TERMINATION_LIMIT:
+        text = json.dumps({k: (str(v)[:3000] if k == "message" else v)
+                           for k, v in record.items() if k != "result"}, default=str)
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     step = args.step if args.step != "apply" else f"apply-{args.section}"
@@ -154,8 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         result = dispatch(args, reporter)
     except DataPlaneError as exc:
         reporter.emit("error", reason=exc.reason, message=exc.message)
+        write_termination_log({"event": "error", "step": step, "reason": exc.reason,
+                               "message": exc.message})
         return 1
-    reporter.emit("result", result=to_jsonable(result))
+    payload = to_jsonable(result)
+    reporter.emit("result", result=payload)
+    write_termination_log({"event": "result", "step": step, "result": payload})
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Kubernetes face: SchemaRestore status, Job executor, kopf handlers."""

@@ -1,0 +1,67 @@
+"""Operator configuration, from the environment the Helm chart sets.
+
+Spec defaults (source, temporaryDatabase, artifactsLocation, …) come from
+`PGSR_SPEC_DEFAULTS` (JSON), so the minimal SchemaRestore is exactly the
+seed's input: database, schemas, restoreTime or snapshotId.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _merge(defaults: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(defaults)
+    for key, value in spec.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclass
+class OperatorConfig:
+    max_concurrent: int = 4
+    provider: str = "aws"                      # aws | local
+    executor: str = "job"                      # job | subprocess
+    job_image: str = "pg-schema-restore/ddl-job:latest"
+    job_service_account: str = ""
+    job_resources: dict[str, Any] = field(default_factory=lambda: {
+        "requests": {"cpu": "500m", "memory": "512Mi"},
+        "limits": {"cpu": "2", "memory": "2Gi"}})
+    job_deadline_seconds: int = 6 * 3600
+    spec_defaults: dict[str, Any] = field(default_factory=dict)
+    artifacts_root: str = ""
+    audit_table: str = ""
+    metrics_port: int = 9090
+    # `local` provider (demo and tests): genuine PITR from a WAL archive
+    local_base_backup: str = ""
+    local_wal_archive: str = ""
+    local_production_secret: str = "production"
+    local_workdir: str = ""
+    local_secrets_dir: str = ""
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "OperatorConfig":
+        env = dict(os.environ if env is None else env)
+        config = cls()
+        for name, kind in cls.__annotations__.items():
+            key = "PGSR_" + name.upper()
+            if key not in env:
+                continue
+            raw = env[key]
+            if kind == "int":
+                setattr(config, name, int(raw))
+            elif kind.startswith("dict"):
+                setattr(config, name, json.loads(raw))
+            else:
+                setattr(config, name, raw)
+        return config
+
+    def effective_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The CR's spec with operator defaults filled in (the CR wins)."""
+        return _merge(self.spec_defaults, dict(spec))

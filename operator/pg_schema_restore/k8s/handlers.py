@@ -1,0 +1,203 @@
+"""kopf handlers: thin glue between SchemaRestore objects and the engine.
+
+- a daemon per SchemaRestore drives the engine's phases, one at a time,
+  writing the record into status after each save; after a restart the
+  daemon resumes from status, and the idempotent phases create nothing twice;
+- a process-wide slot limit caps concurrent restores (others are Queued);
+- the finalizer (kopf's, via the delete handler) stops the Jobs and runs
+  Cleanup before the object goes; a finished restore's deletion leaves the
+  restored schemas in place.
+Run with: kopf run -m pg_schema_restore.k8s.handlers --all-namespaces
+          --liveness=http://0.0.0.0:8080/healthz --log-format=json
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import kopf
+from kubernetes import client, config as kube_config
+from kubernetes.client.rest import ApiException
+
+from ..engine import runner
+from ..engine.record import RestoreRecord, restore_id_for
+from . import metrics
+from .config import OperatorConfig
+from .context import engine_context
+from .status import status_for
+
+GROUP, VERSION, PLURAL = "pgschemarestore.io", "v1alpha1", "schemarestores"
+log = logging.getLogger("pg_schema_restore.operator")
+
+CONFIG = OperatorConfig.from_env()
+_slots = threading.BoundedSemaphore(max(1, CONFIG.max_concurrent))
+_running: dict[str, threading.Event] = {}   # uid -> set while a daemon is driving it
+_running_lock = threading.Lock()
+
+
+def configure(config: OperatorConfig) -> None:
+    """Replace the configuration (tests, and the startup handler)."""
+    global CONFIG, _slots
+    CONFIG = config
+    _slots = threading.BoundedSemaphore(max(1, config.max_concurrent))
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = f"{GROUP}/cleanup"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.posting.level = logging.INFO
+    try:
+        kube_config.load_incluster_config()
+    except kube_config.ConfigException:
+        kube_config.load_kube_config()
+    if CONFIG.metrics_port:
+        try:
+            metrics.serve(CONFIG.metrics_port)
+        except OSError as exc:  # already serving (tests restart the operator in-process)
+            log.info("metrics endpoint not started: %s", exc)
+
+
+@kopf.on.probe(id="restores")
+def probe(**_: Any) -> dict[str, int]:
+    with _running_lock:
+        return {"running": len(_running)}
+
+
+def _api() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi()
+
+
+def _load_record(body: kopf.Body) -> RestoreRecord:
+    saved = (body.get("status") or {}).get("record")
+    if saved:
+        return RestoreRecord.from_dict(dict(saved))
+    spec = CONFIG.effective_spec(dict(body["spec"]))
+    return RestoreRecord(restore_id=restore_id_for(body["metadata"]["uid"]), spec=spec)
+
+
+class _StatusWriter:
+    """Writes status after every save and posts an Event per transition."""
+
+    def __init__(self, body: kopf.Body) -> None:
+        self.body = body
+        self.meta = body["metadata"]
+        self.generation = int(self.meta.get("generation") or 1)
+        self.conditions: list[dict[str, Any]] = list(
+            (body.get("status") or {}).get("conditions") or [])
+        self.last_phase: str | None = None
+
+    def write(self, record: RestoreRecord, waiting: str | None = None) -> None:
+        status = status_for(record, self.generation, self.conditions, waiting)
+        self.conditions = status["conditions"]
+        try:
+            _api().patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.meta["namespace"], PLURAL, self.meta["name"],
+                {"status": status})
+        except ApiException as exc:
+            if exc.status != 404:  # object already gone
+                raise
+
+    def event(self, event: dict[str, Any]) -> None:
+        metrics.observe_event(event)
+        kind = event.get("event")
+        if kind == "phase_finished":
+            kopf.info(self.body, reason=f"{event['phase']}Done",
+                      message=f"{event['phase']} finished in {event.get('seconds')} s")
+        elif kind == "phase_failed":
+            kopf.warn(self.body, reason=event.get("reason") or "Failed",
+                      message=f"{event['phase']}: {event.get('message', '')}"[:1000])
+        elif kind == "phase_started":
+            log.info("restore %s: phase %s", event.get("restoreId"), event.get("phase"))
+
+
+def _finish(record: RestoreRecord, writer: _StatusWriter, body: kopf.Body) -> None:
+    error = record.error or {}
+    metrics.RESTORES.labels("succeeded" if record.succeeded else "failed",
+                            "" if record.succeeded else error.get("reason", "")).inc()
+    if record.succeeded:
+        kopf.info(body, reason="Succeeded", message=f"restored into {record.targets}")
+    else:
+        kopf.warn(body, reason=error.get("reason", "Failed"),
+                  message=f"failed in {error.get('phase')}: {error.get('message', '')}"[:1000])
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=30.0)
+def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """Run the restore to its end (or until the object is deleted)."""
+    record = _load_record(body)
+    if record.done:
+        return
+    uid = body["metadata"]["uid"]
+    writer = _StatusWriter(body)
+    writer.write(record)
+    queued = False
+    while not _slots.acquire(timeout=1.0):
+        if stopped:
+            return
+        if not queued:
+            queued = True
+            metrics.QUEUED.inc()
+            writer.write(record, waiting=f"waiting for a free slot "
+                                         f"(at most {CONFIG.max_concurrent} at once)")
+            kopf.info(body, reason="Queued", message="waiting for a free restore slot")
+    if queued:
+        metrics.QUEUED.dec()
+    done = threading.Event()
+    with _running_lock:
+        _running[uid] = done
+    metrics.ACTIVE.inc()
+    try:
+        ctx = engine_context(CONFIG, dict(body), record, save=writer.write,
+                             on_event=writer.event, should_stop=lambda: bool(stopped))
+        while not record.done and not stopped:
+            runner.run_one(record, ctx)
+        if record.done:
+            _finish(record, writer, body)
+    finally:
+        metrics.ACTIVE.dec()
+        _slots.release()
+        with _running_lock:
+            _running.pop(uid, None)
+        done.set()
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def delete(body: kopf.Body, **_: Any) -> None:
+    """Stop the Jobs and remove every temporary resource before the object goes."""
+    uid = body["metadata"]["uid"]
+    with _running_lock:
+        running = _running.get(uid)
+    if running is not None and not running.wait(timeout=25):
+        raise kopf.TemporaryError("waiting for the running phase to stop", delay=5)
+    # Re-read: the daemon may have saved a newer record while stopping.
+    meta = body["metadata"]
+    try:
+        fresh = _api().get_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL,
+                                                    meta["name"])
+    except ApiException as exc:
+        if exc.status == 404:
+            return
+        raise
+    record = _load_record(kopf.Body(fresh))
+    writer = _StatusWriter(kopf.Body(fresh))
+    ctx = engine_context(CONFIG, fresh, record, save=writer.write, on_event=writer.event,
+                         should_stop=lambda: False)
+    if record.done and record.result.get("cleanupErrors"):
+        # A previous cleanup left something behind: try it again.
+        record.result.pop("cleanupErrors")
+        record.phase, record.finished_at = "Cleanup", None
+    if not record.done:
+        runner.request_cleanup(record)
+        runner.run(record, ctx)
+        if record.result.get("cleanupErrors"):
+            raise kopf.TemporaryError(f"cleanup incomplete: {record.result['cleanupErrors']}",
+                                      delay=30)
+    if CONFIG.executor == "job":
+        from .context import job_executor
+
+        job_executor(CONFIG, fresh, record, ctx.secrets, lambda: False).delete_all()  # type: ignore[arg-type]

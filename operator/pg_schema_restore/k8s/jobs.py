@@ -1,0 +1,216 @@
+"""Run data-plane steps as Kubernetes Jobs of the `ddl_job` image.
+
+- One Job per step, named deterministically (`pgsr-<restore-id>-<step>`):
+  after an operator restart the Job is found again, never created twice.
+- Connections travel in a Kubernetes Secret owned by the SchemaRestore,
+  read by the Pod through `secretKeyRef`: never in args, status or events.
+- The step's last JSON line comes back through the Pod's termination
+  message (no log access needed); a failed Job ends the step with that
+  message or the log tail (`FallbackToLogsOnError`).
+- Restricted security context, resource requests/limits, no retries
+  (`backoffLimit: 0`: the engine decides what to re-run), a deadline.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any, Callable
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from ddl_job.conn import SOURCE_ENV, TARGET_ENV
+from ddl_job.errors import DataPlaneError
+
+from ..engine.ports import Secrets
+from ..executors.subprocess import dsn_from_secret
+
+LABEL_RESTORE = "pgschemarestore.io/restore-id"
+LABEL_STEP = "pgschemarestore.io/step"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "pg-schema-restore"}
+TERMINATION_LOG = "/dev/termination-log"
+
+
+class Cancelled(DataPlaneError):
+    def __init__(self) -> None:
+        super().__init__("Cancelled", "the SchemaRestore is being deleted")
+
+
+class JobExecutor:
+    """Executor port over Kubernetes Jobs, for one SchemaRestore."""
+
+    def __init__(self, *, namespace: str, owner: dict[str, Any], restore_id: str, image: str,
+                 secrets: Secrets, resources: dict[str, Any], deadline_seconds: int,
+                 service_account: str = "", should_stop: Callable[[], bool] = lambda: False,
+                 poll_seconds: float = 1.0, api_client: client.ApiClient | None = None) -> None:
+        self.namespace = namespace
+        self.owner = owner
+        self.restore_id = restore_id
+        self.image = image
+        self.secrets = secrets
+        self.resources = resources
+        self.deadline_seconds = deadline_seconds
+        self.service_account = service_account
+        self.should_stop = should_stop
+        self.poll_seconds = poll_seconds
+        self.batch = client.BatchV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    # -- names -------------------------------------------------------------
+    def job_name(self, step: str) -> str:
+        return f"pgsr-{self.restore_id}-{step}"[:63].rstrip("-")
+
+    @property
+    def secret_name(self) -> str:
+        return f"pgsr-{self.restore_id}-connections"
+
+    def _labels(self, step: str | None = None) -> dict[str, str]:
+        labels = {**MANAGED_BY, LABEL_RESTORE: self.restore_id}
+        if step:
+            labels[LABEL_STEP] = step
+        return labels
+
+    def _owner_references(self) -> list[dict[str, Any]]:
+        return [{**self.owner, "controller": True, "blockOwnerDeletion": True}]
+
+    # -- connections ---------------------------------------------------------
+    def _store_connections(self, step: str, source_secret: str | None,
+                           target_secret: str | None, database: str) -> dict[str, str]:
+        """Put this step's DSNs in the restore's Secret; returns env var -> key."""
+        data: dict[str, str] = {}
+        keys: dict[str, str] = {}
+        for env, secret_id, side in ((SOURCE_ENV, source_secret, "source"),
+                                     (TARGET_ENV, target_secret, "target")):
+            if secret_id:
+                key = f"{step}-{side}"
+                dsn = dsn_from_secret(self.secrets.read(secret_id), database)
+                data[key] = base64.b64encode(dsn.encode()).decode()
+                keys[env] = key
+        body = {"metadata": {"name": self.secret_name, "labels": self._labels(),
+                             "ownerReferences": self._owner_references()},
+                "type": "Opaque", "data": data}
+        try:
+            self.core.create_namespaced_secret(self.namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.core.patch_namespaced_secret(self.secret_name, self.namespace, {"data": data})
+        return keys
+
+    # -- the Job ---------------------------------------------------------------
+    def job_manifest(self, step: str, args: list[str], env_keys: dict[str, str]
+                     ) -> dict[str, Any]:
+        env = [{"name": var, "valueFrom": {"secretKeyRef": {"name": self.secret_name,
+                                                            "key": key}}}
+               for var, key in env_keys.items()]
+        env.append({"name": "PGSR_TERMINATION_LOG", "value": TERMINATION_LOG})
+        pod_spec: dict[str, Any] = {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "ddl-job",
+                "image": self.image,
+                "command": ["python", "-m", "ddl_job", *args],
+                "env": env,
+                "resources": self.resources,
+                "terminationMessagePath": TERMINATION_LOG,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "securityContext": {"allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}},
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
+        }
+        if self.service_account:
+            pod_spec["serviceAccountName"] = self.service_account
+            pod_spec["automountServiceAccountToken"] = True  # IRSA for S3 artifacts
+        return {
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": self.job_name(step), "labels": self._labels(step),
+                         "ownerReferences": self._owner_references()},
+            "spec": {"backoffLimit": 0, "activeDeadlineSeconds": self.deadline_seconds,
+                     "template": {"metadata": {"labels": self._labels(step)},
+                                  "spec": pod_spec}},
+        }
+
+    def run(self, step: str, args: list[str], *, source_secret: str | None,
+            target_secret: str | None, database: str,
+            on_event: Callable[[dict[str, Any]], None]) -> Any:
+        name = self.job_name(step)
+        try:
+            self.batch.read_namespaced_job(name, self.namespace)
+            on_event({"event": "job_found", "step": step, "job": name})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            keys = self._store_connections(step, source_secret, target_secret, database)
+            self.batch.create_namespaced_job(self.namespace,
+                                             self.job_manifest(step, args, keys))
+            on_event({"event": "job_created", "step": step, "job": name})
+        return self._wait(step, name)
+
+    def _wait(self, step: str, name: str) -> Any:
+        while True:
+            if self.should_stop():
+                self.delete_job(name)
+                raise Cancelled()
+            job = self.batch.read_namespaced_job(name, self.namespace)
+            status = job.status
+            if status.succeeded:
+                return self._result(step, name, failed=False)
+            if status.failed:
+                return self._result(step, name, failed=True)
+            time.sleep(self.poll_seconds)
+
+    def _result(self, step: str, name: str, *, failed: bool) -> Any:
+        message = self._termination_message(name)
+        last: dict[str, Any] | None = None
+        try:
+            last = json.loads(message) if message else None
+        except json.JSONDecodeError:
+            last = None
+        if last and last.get("event") == "error":
+            raise DataPlaneError(last.get("reason", "StepFailed"), last.get("message", ""))
+        if failed or not last or last.get("event") != "result":
+            tail = (message or "no termination message").strip()[-1500:]
+            raise DataPlaneError("JobFailed", f"Job {name} ({step}) failed: {tail}")
+        return last.get("result")
+
+    def _termination_message(self, name: str) -> str:
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"job-name={name}")
+        for pod in pods.items:
+            for container in (pod.status.container_statuses or []):
+                terminated = container.state and container.state.terminated
+                if terminated and terminated.message:
+                    return terminated.message
+        return ""
+
+    # -- cleanup ----------------------------------------------------------------
+    def delete_job(self, name: str) -> None:
+        try:
+            self.batch.delete_namespaced_job(name, self.namespace,
+                                             propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def delete_all(self) -> list[str]:
+        """Jobs and the connections Secret of this restore (NotFound is fine)."""
+        deleted: list[str] = []
+        selector = f"{LABEL_RESTORE}={self.restore_id}"
+        for job in self.batch.list_namespaced_job(self.namespace,
+                                                  label_selector=selector).items:
+            self.delete_job(job.metadata.name)
+            deleted.append(f"job {job.metadata.name}")
+        try:
+            self.core.delete_namespaced_secret(self.secret_name, self.namespace)
+            deleted.append(f"secret {self.secret_name}")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        return deleted
