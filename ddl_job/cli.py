@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import sys
-from functools import partial
 from dataclasses import asdict, is_dataclass
 from typing import Any, Callable
 
@@ -80,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--sequences-only", action="store_true",
                    help="only set sequences (rows were copied by DMS)")
+    p.add_argument("--restart", action="store_true",
+                   help="resume: empty tables a crashed copy loaded (only in schemas "
+                        "carrying this restore's marker)")
 
     p = steps.add_parser("verify", help="compare source and target")
     p.add_argument("--artifacts", required=True)
@@ -118,6 +120,15 @@ def run_from_copy(args: argparse.Namespace, reporter: Reporter) -> pipeline.From
         artifacts=args.artifacts, keep_on_failure=args.keep_on_failure, reporter=reporter)
 
 
+def run_copy(args: argparse.Namespace, reporter: Reporter) -> dict:
+    manifest = Manifest.load(open_store(args.artifacts))
+    if args.sequences_only:
+        return copy.sync_sequences(source(), target(), manifest.targets, reporter=reporter)
+    return copy.copy_data(source(), target(), manifest.targets, jobs=max(1, args.jobs),
+                          reporter=reporter,
+                          restart_for=manifest.restore_id if args.restart else None)
+
+
 def dispatch(args: argparse.Namespace, reporter: Reporter) -> Any:
     actions: dict[str, Callable[[], Any]] = {
         "precheck": lambda: precheck.precheck(target(), schemas_from(args), args.suffix,
@@ -130,10 +141,7 @@ def dispatch(args: argparse.Namespace, reporter: Reporter) -> Any:
                           if args.section == "pre" else
                           apply.apply_post(target(), open_store(args.artifacts),
                                            jobs=max(1, args.jobs), reporter=reporter)),
-        "copy": lambda: (copy.sync_sequences if args.sequences_only else partial(
-            copy.copy_data, jobs=max(1, args.jobs)))(
-            source(), target(), Manifest.load(open_store(args.artifacts)).targets,
-            reporter=reporter),
+        "copy": lambda: run_copy(args, reporter),
         "verify": lambda: verify.verify(
             source(), target(), Manifest.load(open_store(args.artifacts)).targets,
             reporter=reporter),

@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 import psycopg
@@ -318,9 +319,17 @@ def _read(handle: IO[bytes]) -> bytes:
 
 
 def _find_psql() -> str:
+    """`PGSR_PSQL`, else psql on PATH; Debian's Perl pg_wrapper (50 ms a start,
+    two starts per unit) is bypassed for the newest installed client."""
     found = os.environ.get("PGSR_PSQL") or shutil.which("psql")
     if not found:
         raise DataPlaneError("ToolMissing", "psql is not installed (PostgreSQL client)")
+    if os.path.basename(os.path.realpath(found)) == "pg_wrapper":
+        clients = sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"),
+                         key=lambda p: int(p.parent.parent.name)
+                         if p.parent.parent.name.isdigit() else 0)
+        if clients:
+            return str(clients[-1])
     return found
 
 
@@ -357,9 +366,15 @@ def _table_facts(conn: psycopg.Connection, schemas: list[str]
     return sizes, text
 
 
-def _check_target(conn: psycopg.Connection, tables: list[catalog.Table]) -> None:
-    """Every table must exist on the target and be empty (no double copy)."""
-    present = {(t.schema, t.name) for t in catalog.list_tables(conn, sorted({t.schema for t in tables}))}
+def _check_target(conn: psycopg.Connection, tables: list[catalog.Table],
+                  restart_for: str | None = None) -> None:
+    """Every table must exist on the target and be empty (no double copy).
+
+    `restart_for` (a restore id) allows a resumed copy: tables already holding
+    rows are truncated, but only in schemas carrying that restore's marker.
+    """
+    schemas = sorted({t.schema for t in tables})
+    present = {(t.schema, t.name) for t in catalog.list_tables(conn, schemas)}
     missing = [t.label for t in tables if (t.schema, t.name) not in present]
     if missing:
         raise DataPlaneError("CopyFailed", f"tables missing on the target: {missing[:20]}")
@@ -369,6 +384,13 @@ def _check_target(conn: psycopg.Connection, tables: list[catalog.Table]) -> None
             sql.Identifier(table.schema, table.name))).fetchone()
         if row and row[0]:
             loaded.append(table.label)
+    if loaded and restart_for:
+        ours = catalog.schemas_marked_by(conn, schemas, restart_for)
+        partial = [t for t in tables if t.label in loaded]
+        if all(t.schema in ours for t in partial):
+            conn.execute(sql.SQL("TRUNCATE ONLY {}").format(sql.SQL(", ").join(
+                sql.Identifier(t.schema, t.name) for t in partial)))
+            return
     if loaded:
         raise DataPlaneError("TargetNotEmpty",
                              f"target tables already hold rows (copy ran before?): {loaded[:20]}")
@@ -390,10 +412,13 @@ def copy_sequences(source: psycopg.Connection, target: psycopg.Connection,
 
 
 def copy_data(source: Endpoint, target: Endpoint, schemas: list[str], *, jobs: int = 2,
-              reporter: Reporter, chunk_pages: int | None = None) -> dict:
+              reporter: Reporter, chunk_pages: int | None = None,
+              restart_for: str | None = None) -> dict:
     """Copy all tables of `schemas` (same names on both sides), then sequences.
 
     `chunk_pages` overrides the range size (tests use it to force splitting).
+    `restart_for` (restore id) lets a resumed copy truncate what a crashed one
+    loaded, in that restore's own schemas only.
     Returns {tables, rows, bytes, seconds, sequences}.
     """
     started = time.monotonic()
@@ -417,7 +442,7 @@ def copy_data(source: Endpoint, target: Endpoint, schemas: list[str], *, jobs: i
         snapshot, block_size, version, encoding = snap_row
         tables = catalog.list_tables(src, schemas)
         sizes, text_tables = _table_facts(src, schemas)
-        _check_target(tgt, tables)
+        _check_target(tgt, tables, restart_for)
         units, chunk = plan_units(tables, jobs=jobs, block_size=block_size,
                                   chunk_pages=chunk_pages,
                                   split=version >= TID_RANGE_SCAN_VERSION)
@@ -444,3 +469,13 @@ def copy_data(source: Endpoint, target: Endpoint, schemas: list[str], *, jobs: i
         tgt.close()
     return {"tables": len(tables), "rows": rows, "bytes": total_bytes,
             "seconds": round(time.monotonic() - started, 3), "sequences": sequences}
+
+
+def sync_sequences(source: Endpoint, target: Endpoint, schemas: list[str], *,
+                   reporter: Reporter) -> dict:
+    """Only the sequences (after a copy done by someone else, e.g. DMS)."""
+    with source.connect(application_name="pgsr-copy") as src, \
+            target.connect(autocommit=True, application_name="pgsr-copy") as tgt:
+        count = copy_sequences(src, tgt, schemas)
+    reporter.emit("sequences_done", sequences=count)
+    return {"sequences": count}

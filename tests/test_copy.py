@@ -11,8 +11,9 @@ from psycopg import sql
 
 from ddl_job import catalog
 from ddl_job.conn import Endpoint
-from ddl_job.copy import copy_data, plan_units
+from ddl_job.copy import copy_data, plan_units, sync_sequences
 from ddl_job.errors import DataPlaneError
+from ddl_job.marker import with_marker
 from ddl_job.progress import Reporter
 
 SCHEMAS = ["plain", "Mixed Case Schema"]
@@ -80,7 +81,8 @@ INSERT INTO plain.nocols DEFAULT VALUES;
 INSERT INTO plain.nocols DEFAULT VALUES;
 INSERT INTO plain.nocols DEFAULT VALUES;
 INSERT INTO "Mixed Case Schema"."Mixed Table" VALUES
-    ('ß∂ƒ 漢字 🙂', 1, '2024-02-29 23:59:59.123456+05:30', 'NaN', '1 year 2 mons 3 days 04:05:06'),
+    ('ß∂ƒ 漢字 🙂', 1, '2024-02-29 23:59:59.123456+05:30', 'NaN',
+     '1 year 2 mons 3 days 04:05:06'),
     (NULL, NULL, NULL, '-Infinity', NULL),
     ('0.1', 3, '1999-12-31 00:00:00+00', 0.1, '-1 day'),
     ('x', 4, 'infinity', 1e-320, '0');
@@ -177,7 +179,8 @@ def test_copy_is_exact(copyhost, pair):
     done = {e["table"]: e for e in events if e["event"] == "table_done"}
     assert set(done) == set(expected)
     assert done["plain.parent"]["chunks"] >= 2  # split ranges of a parent: FROM ONLY
-    assert done["plain.big"]["chunks"] > 3 and done["plain.big"]["rows"] == expected["plain.big"][0]
+    assert done["plain.big"]["chunks"] > 3
+    assert done["plain.big"]["rows"] == expected["plain.big"][0]
     assert done["plain.big"]["bytes"] > 0
     assert done["plain.textual"]["format"] == "text" and done["plain.big"]["format"] == "binary"
     assert summary["tables"] == len(expected)
@@ -189,6 +192,20 @@ def test_copy_is_exact(copyhost, pair):
         copy_data(_endpoint(copyhost, src, "source"), _endpoint(copyhost, tgt, "target"),
                   SCHEMAS, reporter=Reporter("copy", io.StringIO()))
     assert err.value.reason == "TargetNotEmpty"
+
+    # A resumed restore may start over, but only in schemas carrying its marker.
+    with copyhost.connect(tgt, autocommit=True) as t:
+        for schema in SCHEMAS:
+            t.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+                sql.Identifier(schema), sql.Literal(with_marker(None, "r1", schema))))
+    with pytest.raises(DataPlaneError) as err:
+        copy_data(_endpoint(copyhost, src, "source"), _endpoint(copyhost, tgt, "target"),
+                  SCHEMAS, reporter=Reporter("copy", io.StringIO()), restart_for="r2")
+    assert err.value.reason == "TargetNotEmpty"
+    copy_data(_endpoint(copyhost, src, "source"), _endpoint(copyhost, tgt, "target"),
+              SCHEMAS, reporter=Reporter("copy", io.StringIO()), restart_for="r1")
+    with copyhost.connect(tgt) as t:
+        assert _fingerprints(t, SCHEMAS) == expected
 
 
 def test_failure_stops_and_hides_password(copyhost, pair):
@@ -223,7 +240,8 @@ def test_row_level_security_errors_instead_of_filtering(copyhost, new_db):
         CREATE ROLE {r} LOGIN PASSWORD {pw};
         GRANT USAGE ON SCHEMA sec TO {r};
         GRANT SELECT ON sec.t TO {r};
-        """).format(r=sql.Identifier(role), pw=sql.Literal(copyhost.password)).as_string(None), src)
+        """).format(r=sql.Identifier(role),
+                    pw=sql.Literal(copyhost.password)).as_string(None), src)
     try:
         with pytest.raises(DataPlaneError) as err:
             copy_data(_endpoint(copyhost, src, "source", user=role),
@@ -236,3 +254,13 @@ def test_row_level_security_errors_instead_of_filtering(copyhost, new_db):
     finally:
         copyhost.execute(sql.SQL("DROP OWNED BY {r}; DROP ROLE {r}").format(
             r=sql.Identifier(role)).as_string(None), src)
+
+
+def test_sync_sequences_alone(copyhost, pair):
+    """What the DMS path uses: rows copied elsewhere, sequences set here."""
+    src, tgt = pair
+    result = sync_sequences(_endpoint(copyhost, src, "source"), _endpoint(copyhost, tgt, "target"),
+                            SCHEMAS, reporter=Reporter("copy", io.StringIO()))
+    assert result == {"sequences": 3}
+    with copyhost.connect(src) as s, copyhost.connect(tgt) as t:
+        assert _sequences(t, SCHEMAS) == _sequences(s, SCHEMAS)

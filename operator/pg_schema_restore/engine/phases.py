@@ -125,8 +125,9 @@ def data_copy(record: RestoreRecord, ctx: Context) -> None:
     location = record.resources["artifacts"]
     record.progress = {"tablesDone": 0, "rows": 0, "bytes": 0}
     if spec.dataCopy == "copy":
+        # --restart: a resumed run empties what a crashed copy loaded (ours only).
         summary = _step(ctx, record, "copy", ["copy", "--artifacts", location,
-                                              "--jobs", str(spec.jobs)])
+                                              "--jobs", str(spec.jobs), "--restart"])
     else:
         assert ctx.dms is not None
         summary = ctx.dms.run_full_load(record, spec, record.resources["temporarySecret"],
