@@ -86,7 +86,7 @@ def apply_post(target: Endpoint, store: ArtifactStore, *, jobs: int = 2,
     with tempfile.TemporaryDirectory(prefix="pgsr-post-") as tmp:
         archive = store.fetch(ARCHIVE, Path(tmp))
         toc_list = store.fetch(POST_LIST, Path(tmp))
-        dump.restore_list(archive, toc_list, target, jobs)
+        dump.restore_list(archive, toc_list, target, jobs, maintenance_work_mem)
         done = Path(tmp) / POST_DONE
         done.write_text(manifest.restore_id + "\n")
         store.put_file(POST_DONE, done)

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("section", choices=["pre", "post"])
     p.add_argument("--artifacts", required=True)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--maintenance-work-mem", default="512MB",
+                   help="per connection, for index builds (post-data)")
 
     p = steps.add_parser("copy", help="copy all rows and sequence values")
     p.add_argument("--artifacts", required=True)
@@ -140,7 +142,8 @@ def dispatch(args: argparse.Namespace, reporter: Reporter) -> Any:
         "apply": lambda: (apply.apply_pre(target(), open_store(args.artifacts), reporter)
                           if args.section == "pre" else
                           apply.apply_post(target(), open_store(args.artifacts),
-                                           jobs=max(1, args.jobs), reporter=reporter)),
+                                           jobs=max(1, args.jobs), reporter=reporter,
+                                           maintenance_work_mem=args.maintenance_work_mem)),
         "copy": lambda: run_copy(args, reporter),
         "verify": lambda: verify.verify(
             source(), target(), Manifest.load(open_store(args.artifacts)).targets,

@@ -78,8 +78,12 @@ class Endpoint:
         user = self.params.get("user", "?")
         return f"{user}@{host}:{port}/{self.dbname}"
 
-    def libpq_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
-        """Environment for a libpq subprocess: PG* variables, nothing on argv."""
+    def libpq_env(self, base: dict[str, str] | None = None,
+                  settings: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment for a libpq subprocess: PG* variables, nothing on argv.
+
+        `settings` become server settings of its sessions (PGOPTIONS `-c`),
+        after any `options` of the DSN itself."""
         env = dict(os.environ if base is None else base)
         for var in _LIBPQ_ENV.values():
             env.pop(var, None)
@@ -87,6 +91,9 @@ class Endpoint:
             env.pop(key, None)
         for key, value in self.params.items():
             env[_LIBPQ_ENV[key]] = value
+        if settings:
+            extra = " ".join(f"-c {k}={v}" for k, v in settings.items())
+            env["PGOPTIONS"] = f"{self.params.get('options', '')} {extra}".strip()
         return env
 
     def _sanitize(self, text: str) -> str:

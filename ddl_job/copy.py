@@ -119,12 +119,6 @@ def copy_sql(unit: Unit, *, binary: bool = True) -> tuple[sql.Composed, sql.Comp
     return source, target
 
 
-def _pgoptions(endpoint: Endpoint, settings: dict[str, str]) -> str:
-    extra = " ".join(f"-c {k}={v}" for k, v in settings.items())
-    given = endpoint.params.get("options", "")
-    return f"{given} {extra}".strip()
-
-
 def _tail(data: bytes) -> str:
     text = data.decode("utf-8", "replace").strip()
     return text[-_STDERR_TAIL:]
@@ -451,10 +445,8 @@ def copy_data(source: Endpoint, target: Endpoint, schemas: list[str], *, jobs: i
                       chunk_pages=chunk, bytes=total_bytes,
                       text_format=sorted(f"{s}.{n}" for s, n in text_tables))
 
-        source_env = source.libpq_env()
-        target_env = target.libpq_env()
-        source_env["PGOPTIONS"] = _pgoptions(source, SOURCE_SETTINGS)
-        target_env["PGOPTIONS"] = _pgoptions(target, TARGET_SETTINGS)
+        source_env = source.libpq_env(settings=SOURCE_SETTINGS)
+        target_env = target.libpq_env(settings=TARGET_SETTINGS)
         for env in (source_env, target_env):
             env["PGCLIENTENCODING"] = encoding  # both ends speak the source's encoding
             env.setdefault("PGAPPNAME", "pgsr-copy")

@@ -33,8 +33,10 @@ class TocEntry:
     oid: int
 
 
-def _run(args: list[str], endpoint: Endpoint, what: str) -> str:
-    result = subprocess.run(args, env=endpoint.libpq_env(), capture_output=True, text=True)
+def _run(args: list[str], endpoint: Endpoint, what: str,
+         settings: dict[str, str] | None = None) -> str:
+    result = subprocess.run(args, env=endpoint.libpq_env(settings=settings),
+                            capture_output=True, text=True)
     if result.returncode != 0:
         tail = endpoint.sanitize(result.stderr.strip())[-2000:]
         raise DataPlaneError(what, f"{Path(args[0]).name} failed: {tail}")
@@ -84,14 +86,17 @@ def render_sql(archive: Path, toc_list: Path | None, out: Path, endpoint: Endpoi
     return out
 
 
-def restore_list(archive: Path, toc_list: Path, target: Endpoint, jobs: int) -> None:
+def restore_list(archive: Path, toc_list: Path, target: Endpoint, jobs: int,
+                 maintenance_work_mem: str = "512MB") -> None:
     """Apply a TOC list to the target with `jobs` parallel connections.
 
     pg_restore schedules by dependency: PKs and unique indexes before the FKs
-    that need them, independent index builds side by side.
+    that need them, independent index builds side by side. Index builds sort
+    in `maintenance_work_mem` (the server default, 64MB, spills to disk).
     """
     args = ["pg_restore", "--exit-on-error", "--no-password", f"--jobs={max(1, jobs)}",
             f"--use-list={toc_list}",
             # pg_restore needs -d to connect; a conninfo keeps odd names literal.
             f"--dbname={make_conninfo(dbname=target.dbname)}", str(archive)]
-    _run(args, target, "PostDataFailed")
+    _run(args, target, "PostDataFailed", settings={
+        "maintenance_work_mem": maintenance_work_mem, "synchronous_commit": "off"})
