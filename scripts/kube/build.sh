@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Builds and caches kube-apiserver + kube-controller-manager from Debian's
+# `kubernetes` source package (1.20.x) with Debian's Go 1.19, for the tests
+# on a real control plane (recipe: shared/FACTS.md, "Kubernetes control
+# plane, real, on this machine").
+#
+#   scripts/kube/build.sh              build if needed; last line: KUBE_BIN=<dir>
+#   scripts/kube/build.sh --print-dir  print the cached dir and exit 0, or exit 1
+#
+# Cache: $PGSR_KUBE_CACHE (default /var/cache/pg-schema-restore, outside the
+# repo) / kube-<upstream version>/ holds kube-apiserver,
+# kube-controller-manager, Debian's matching kubectl (extracted from the
+# kubernetes-client .deb, not installed: another package may own
+# /usr/bin/kubectl), VERSION (the Debian source version) and a .complete marker. When a complete cache for
+# $PGSR_KUBE_VERSION (a version prefix, default 1.20) exists the script exits
+# at once: no apt, no network. Otherwise (cold, ~15 min on 2 cores):
+#   1. apt-get install the Debian packages needed (Go 1.19, etcd, openssl...)
+#   2. apt-get source kubernetes through a PRIVATE deb-src list and private
+#      lists/cache dirs (the system's apt configuration is left untouched)
+#   3. make generated_files (the tarball lacks generated openapi code)
+#   4. swap vendored modern-go/reflect2 + json-iterator/go for Debian's
+#      (the vendored ones crash Go 1.19 at the first custom-resource create)
+#   5. go build (GOPATH mode, GO111MODULE=off CGO_ENABLED=0) both commands
+# The build tree is removed afterwards unless PGSR_KUBE_KEEP_BUILD=1.
+set -euo pipefail
+
+CACHE_ROOT="${PGSR_KUBE_CACHE:-/var/cache/pg-schema-restore}"
+WANT="${PGSR_KUBE_VERSION:-1.20}"
+BINS=(kube-apiserver kube-controller-manager)
+
+find_cached() {
+  local d
+  for d in "$CACHE_ROOT"/kube-"$WANT"*/; do
+    [ -d "$d" ] || continue
+    d="${d%/}"
+    if [ -f "$d/.complete" ] && [ -x "$d/kube-apiserver" ] && [ -x "$d/kube-controller-manager" ]; then
+      echo "$d"
+      return 0
+    fi
+  done
+  return 1
+}
+
+if [ "${1:-}" = "--print-dir" ]; then
+  find_cached
+  exit $?
+fi
+
+if dir="$(find_cached)"; then
+  echo "kube binaries cached in $dir ($(cat "$dir/VERSION" 2>/dev/null || echo '?'))"
+  echo "KUBE_BIN=$dir"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+T0=$(date +%s)
+STEP_T=$T0
+step() {  # step NAME: prints the time the previous step took
+  local now
+  now=$(date +%s)
+  echo "==> [$((now - T0))s total, previous step $((now - STEP_T))s] $*"
+  STEP_T=$now
+}
+
+# ---------------------------------------------------------------- 1. packages
+step "installing Debian packages"
+PKGS=(golang-1.19-go rsync jq dpkg-dev etcd-server
+      golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
+      openssl make ca-certificates)
+if ! apt-cache show golang-1.19-go >/dev/null 2>&1 || ! apt-cache show etcd-server >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+fi
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+# up.sh needs these too; any install of them will do.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "apt-get install ${missing[*]}"
+  apt_log="$(mktemp)"
+  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$apt_log" 2>&1; then
+    # Stale package lists, a half-configured package or a lock held by a
+    # concurrent apt are recoverable: refresh, finish configuring, and try
+    # once more, loudly this time.
+    tail -20 "$apt_log" >&2
+    echo "apt-get install failed; apt-get update + dpkg --configure -a, then retrying" >&2
+    sleep 5
+    $SUDO apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $SUDO dpkg --configure -a || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  rm -f "$apt_log"
+fi
+# Debian's etcd-server unit starts a default etcd on 2379; the tests never use it.
+GO=/usr/lib/go-1.19/bin/go
+[ -x "$GO" ] || { echo "ERROR: $GO missing after installing golang-1.19-go" >&2; exit 1; }
+
+# ------------------------------------------------------------------ 2. source
+$SUDO mkdir -p "$CACHE_ROOT"
+[ -w "$CACHE_ROOT" ] || $SUDO chown "$(id -u):$(id -g)" "$CACHE_ROOT"
+# One build at a time per cache; whoever waited finds the cache filled.
+exec 9>"$CACHE_ROOT/.build.lock"
+if ! flock -n 9; then
+  echo "another build.sh is running on $CACHE_ROOT; waiting for it"
+  flock 9
+fi
+if dir="$(find_cached)"; then
+  echo "kube binaries cached in $dir (built meanwhile)"
+  echo "KUBE_BIN=$dir"
+  exit 0
+fi
+WORK="$CACHE_ROOT/build"
+rm -rf "$WORK"
+mkdir -p "$WORK/apt/lists/partial" "$WORK/apt/cache/archives/partial" "$WORK/apt/parts" "$WORK/src"
+
+step "fetching the kubernetes source package through a private deb-src list"
+# Derive deb-src entries from the system's Debian sources (deb822 *.sources
+# and one-line *.list / sources.list); only Debian archives (they carry
+# sources), disabled files (other suffixes) are ignored like apt does.
+SRCLIST="$WORK/apt/sources.list"
+{
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    sed -n -E 's/^[[:space:]]*deb[[:space:]]+/deb-src /p' "$f"
+  done
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk '
+      function flush() {
+        if (types ~ /(^|[ \t])deb([ \t]|$)/ && enabled != "no" && uris != "") {
+          n = split(uris, U, /[ \t]+/); m = split(suites, S, /[ \t]+/)
+          for (i = 1; i <= n; i++) for (j = 1; j <= m; j++) if (U[i] != "" && S[j] != "") {
+            opt = (signed != "") ? "[signed-by=" signed "] " : ""
+            print "deb-src " opt U[i] " " S[j] " " comps
+          }
+        }
+        types = uris = suites = comps = signed = enabled = ""
+      }
+      /^[ \t]*#/ { next }
+      /^[ \t]*$/ { flush(); next }
+      {
+        k = tolower($1); sub(/:$/, "", k); v = $0; sub(/^[^:]*:[ \t]*/, "", v)
+        if (k == "types") types = v; else if (k == "uris") uris = v
+        else if (k == "suites") suites = v; else if (k == "components") comps = v
+        else if (k == "signed-by") signed = v; else if (k == "enabled") enabled = tolower(v)
+      }
+      END { flush() }' "$f"
+  done
+} | grep -E '[[:space:]](https?|file)://[^[:space:]]*debian' | sort -u > "$SRCLIST" || true
+if [ -n "${PGSR_KUBE_DEBSRC:-}" ]; then echo "$PGSR_KUBE_DEBSRC" > "$SRCLIST"; fi
+if [ ! -s "$SRCLIST" ]; then
+  echo "ERROR: no Debian archive found in the system's apt sources to derive a deb-src line from;" >&2
+  echo "       set PGSR_KUBE_DEBSRC='deb-src http://deb.debian.org/debian bookworm main'" >&2
+  exit 1
+fi
+echo "private deb-src list:"; sed 's/^/  /' "$SRCLIST"
+APT_PRIV=(-o "Dir::Etc::SourceList=$SRCLIST" -o "Dir::Etc::SourceParts=$WORK/apt/parts"
+          -o "Dir::State::Lists=$WORK/apt/lists" -o "Dir::Cache=$WORK/apt/cache"
+          -o "APT::Sandbox::User=root" -o "Debug::NoLocking=1")
+apt-get "${APT_PRIV[@]}" update -qq
+DEB_VERSION="$(apt-cache "${APT_PRIV[@]}" showsrc kubernetes | sed -n 's/^Version: //p' | sort -V | tail -1)"
+[ -n "$DEB_VERSION" ] || { echo "ERROR: no kubernetes source package in $SRCLIST" >&2; exit 1; }
+# Debian versions look like 1.20.5+really1.20.2-1.1+deb12u1: the code is 1.20.2.
+UPSTREAM="${DEB_VERSION%-*}"; UPSTREAM="${UPSTREAM##*really}"; UPSTREAM="${UPSTREAM#*:}"
+echo "kubernetes source $DEB_VERSION (upstream $UPSTREAM)"
+case "$UPSTREAM" in
+  "$WANT"*) ;;
+  *) echo "ERROR: Debian's kubernetes source is $UPSTREAM, not $WANT.x" >&2; exit 1 ;;
+esac
+(cd "$WORK/src" && apt-get "${APT_PRIV[@]}" source -qq "kubernetes=$DEB_VERSION" >/dev/null)
+SRC="$(find "$WORK/src" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' | head -1)"
+[ -d "$SRC/cmd/kube-apiserver" ] || { echo "ERROR: unpacked source lacks cmd/kube-apiserver ($SRC)" >&2; exit 1; }
+
+# -------------------------------------------------------------- 3. generated
+export PATH="/usr/lib/go-1.19/bin:$PATH"
+export GOCACHE="$WORK/gocache" GOFLAGS="" GO111MODULE=off CGO_ENABLED=0 GOTOOLCHAIN=local
+export GOPATH="$WORK/gopath"
+mkdir -p "$GOPATH/src/k8s.io"
+ln -sfn "$SRC" "$GOPATH/src/k8s.io/kubernetes"
+export KUBE_GIT_VERSION="v$UPSTREAM" KUBE_GIT_TREE_STATE=clean
+
+# 4 first (cheap), so the generators also compile against Debian's libraries.
+step "replacing vendored reflect2 / json-iterator with Debian's"
+for pkg in github.com/modern-go/reflect2 github.com/json-iterator/go; do
+  deb="/usr/share/gocode/src/$pkg"
+  [ -d "$deb" ] || { echo "ERROR: $deb missing" >&2; exit 1; }
+  rm -rf "${SRC:?}/vendor/$pkg"
+  mkdir -p "$SRC/vendor/$pkg"
+  cp -rL "$deb/." "$SRC/vendor/$pkg/"
+  find "$SRC/vendor/$pkg" -name '*_test.go' -delete
+done
+
+step "make generated_files"
+(cd "$GOPATH/src/k8s.io/kubernetes" && make generated_files > "$WORK/generated.log" 2>&1) || {
+  echo "ERROR: make generated_files failed; last lines of $WORK/generated.log:" >&2
+  tail -40 "$WORK/generated.log" >&2
+  exit 1
+}
+
+# ------------------------------------------------------------------ 5. build
+OUT="$WORK/out"
+mkdir -p "$OUT"
+# Version stamps (else the server reports v0.0.0-master with no major/minor).
+# In GOPATH mode the vendored packages' import paths carry the vendor prefix.
+MAJOR="${UPSTREAM%%.*}"; MINOR="${UPSTREAM#*.}"; MINOR="${MINOR%%.*}"
+LDFLAGS="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  for p in "k8s.io/kubernetes/vendor/$pkg" "$pkg"; do
+    LDFLAGS="$LDFLAGS -X $p.gitVersion=v$UPSTREAM -X $p.gitMajor=$MAJOR -X $p.gitMinor=$MINOR"
+    LDFLAGS="$LDFLAGS -X $p.gitTreeState=archive -X $p.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  done
+done
+for b in "${BINS[@]}"; do
+  step "go build ./cmd/$b"
+  (cd "$GOPATH/src/k8s.io/kubernetes" && go build -p "$(nproc)" -ldflags "$LDFLAGS" -o "$OUT/$b" "./cmd/$b")
+done
+
+# ------------------------------------------------------------------ 6. cache
+step "caching binaries"
+DEST="$CACHE_ROOT/kube-$UPSTREAM"
+rm -rf "$DEST.tmp"
+mkdir -p "$DEST.tmp"
+for b in "${BINS[@]}"; do install -m 0755 "$OUT/$b" "$DEST.tmp/$b"; done
+# Debian's kubectl (kubernetes-client, 1.20) matches the server. It is not
+# installed (its /usr/bin/kubectl may clash with another kubectl package):
+# the binary is extracted from the .deb into the cache dir. Optional.
+(
+  cd "$WORK" && apt-get download -qq kubernetes-client >/dev/null 2>&1 \
+  && dpkg-deb -x kubernetes-client_*.deb "$WORK/kubectl-deb" \
+  && install -m 0755 "$WORK/kubectl-deb/usr/bin/kubectl" "$DEST.tmp/kubectl"
+) || echo "note: Debian's kubernetes-client not available; tests use the kubectl on PATH"
+echo "$DEB_VERSION" > "$DEST.tmp/VERSION"
+"$DEST.tmp/kube-apiserver" --version | tee "$DEST.tmp/apiserver-version"
+grep -q "v$UPSTREAM" "$DEST.tmp/apiserver-version" || { echo "ERROR: version stamp missing" >&2; exit 1; }
+touch "$DEST.tmp/.complete"
+rm -rf "$DEST"
+mv "$DEST.tmp" "$DEST"
+if [ "${PGSR_KUBE_KEEP_BUILD:-0}" != "1" ]; then rm -rf "$WORK"; fi
+step "done: kube $UPSTREAM (Debian $DEB_VERSION) in $DEST"
+echo "KUBE_BIN=$DEST"

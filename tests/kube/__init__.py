@@ -1,0 +1,2 @@
+"""Tests on a real Kubernetes control plane (etcd + kube-apiserver +
+kube-controller-manager built from Debian's sources; see conftest.py)."""
