@@ -29,7 +29,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class TestKubelet:
+class LocalKubelet:
     """Runs Pending pods of our Jobs locally, several at a time, until stopped."""
 
     def __init__(self, api: client.ApiClient, namespace: str, *,
@@ -42,9 +42,11 @@ class TestKubelet:
         self._threads: list[threading.Thread] = []
         self.started: list[str] = []          # pod names, in start order
         self.fail_steps: set[str] = set()     # make these steps exit 1 without running
+        self.hold_steps: set[str] = set()     # keep these steps' pods waiting to start
+        self.held: set[str] = set()           # steps that reached the hold
         self._main = threading.Thread(target=self._loop, daemon=True)
 
-    def start(self) -> "TestKubelet":
+    def start(self) -> "LocalKubelet":
         self._main.start()
         return self
 
@@ -87,6 +89,11 @@ class TestKubelet:
         container = pod.spec.containers[0]
         self.started.append(name)
         step = (pod.metadata.labels or {}).get("pgschemarestore.io/step", "")
+        while step in self.hold_steps and not self._stop.is_set():
+            self.held.add(step)
+            if not self._exists(name):
+                return  # the Job was deleted while held
+            time.sleep(0.3)
         with tempfile.TemporaryDirectory(prefix="kubelet-") as tmp:
             log = os.path.join(tmp, "termination-log")
             env = self._env(container)
@@ -106,6 +113,15 @@ class TestKubelet:
                                 "message": message, "startedAt": _now(), "finishedAt": _now()}}
         self._patch(name, {"phase": "Succeeded" if code == 0 else "Failed",
                            "containerStatuses": [self._container_status(container, state)]})
+
+    def _exists(self, name: str) -> bool:
+        try:
+            self.core.read_namespaced_pod(name, self.namespace)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
 
     @staticmethod
     def _container_status(container: Any, state: dict[str, Any]) -> dict[str, Any]:

@@ -134,19 +134,18 @@ def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
         return
     uid = body["metadata"]["uid"]
     writer = _StatusWriter(body)
+    if not _slots.acquire(blocking=False):
+        metrics.QUEUED.inc()
+        writer.write(record, waiting=f"waiting for a free slot "
+                                     f"(at most {CONFIG.max_concurrent} restores at once)")
+        kopf.info(body, reason="Queued", message="waiting for a free restore slot")
+        try:
+            while not _slots.acquire(timeout=1.0):
+                if stopped:
+                    return
+        finally:
+            metrics.QUEUED.dec()
     writer.write(record)
-    queued = False
-    while not _slots.acquire(timeout=1.0):
-        if stopped:
-            return
-        if not queued:
-            queued = True
-            metrics.QUEUED.inc()
-            writer.write(record, waiting=f"waiting for a free slot "
-                                         f"(at most {CONFIG.max_concurrent} at once)")
-            kopf.info(body, reason="Queued", message="waiting for a free restore slot")
-    if queued:
-        metrics.QUEUED.dec()
     done = threading.Event()
     with _running_lock:
         _running[uid] = done
