@@ -45,6 +45,8 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
                    default="dropRestoredSchemas")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--audit-table", default="", help="DynamoDB table for audit records")
+    p.add_argument("--dms-secrets-role-arn", default="",
+                   help="IAM role DMS assumes to read the database secrets (dataCopy dms)")
 
 
 def spec_from_args(args: argparse.Namespace) -> RestoreSpec:
@@ -94,12 +96,17 @@ def event_printer(as_json: bool) -> Callable[[dict[str, Any]], None]:
 def aws_context_for(spec: RestoreSpec, args: argparse.Namespace,
                     save: Callable[[RestoreRecord], None]) -> Context:
     from .aws.context import aws_context
-    from .aws.session import make_session
+    from .aws.dms import DmsMigration, DmsSettings
+    from .aws.session import new_session
 
-    session = make_session(region=spec.source.region or None)
+    session = new_session(region=spec.source.region or None)
+    dms = None
+    if spec.dataCopy == "dms":
+        dms = DmsMigration(session, DmsSettings(
+            secrets_access_role_arn=getattr(args, "dms_secrets_role_arn", "")))
     return aws_context(session, artifacts_root=spec.artifactsLocation,
-                       audit_table=args.audit_table or None, save=save,
-                       on_event=event_printer(args.json))
+                       audit_table=getattr(args, "audit_table", "") or None, save=save,
+                       on_event=event_printer(getattr(args, "json", False)), dms=dms)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -125,27 +132,57 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    """Validate against AWS and production; print what would be created."""
-    from .aws.context import describe_plan
+    """Validate against AWS and production; print what would be created.
 
+    Runs only describe calls and the production precheck: creates nothing."""
     spec = spec_from_args(args)
-    record = RestoreRecord(restore_id=args.restore_id or "planned", spec=spec.to_dict())
+    record = RestoreRecord(restore_id=args.restore_id or secrets.token_hex(5),
+                           spec=spec.to_dict())
     ctx = aws_context_for(spec, args, lambda r: None)
-    try:
-        plan = describe_plan(record, ctx)
-    except DataPlaneError as exc:
-        print(f"error: {exc.reason}: {exc.message}", file=sys.stderr)
-        return 1
-    print(json.dumps(plan, indent=2, default=str))
+    info = ctx.temp_dbs.describe_source(spec)
+    targets = spec.target_names(info.snapshot_time)
+    schema_args = [a for name in spec.schemas for a in ("--schema", name)]
+    ctx.executor.run("precheck", ["precheck", *schema_args, "--suffix",
+                                  spec.suffix(info.snapshot_time)],
+                     source_secret=None, target_secret=ctx.temp_dbs.production_secret(spec),
+                     database=spec.database, on_event=lambda event: None)
+    would_create: dict[str, Any] = {
+        "temporaryDatabase": ({"cluster": record.resource_name("cluster"),
+                               "writerInstance": record.resource_name("db")}
+                              if info.kind == "cluster" else
+                              {"instance": record.resource_name("db")}),
+        "temporarySecret": record.resource_name("secret"),
+        "artifacts": (spec.artifactsLocation.rstrip("/") + f"/{record.restore_id}"
+                      if spec.artifactsLocation else None),
+        "tags": {"pg-schema-restore/restore-id": record.restore_id},
+    }
+    if spec.dataCopy == "dms":
+        would_create["dms"] = {"replicationInstance": record.resource_name("dms"),
+                               "endpoints": [record.resource_name("dms-source"),
+                                             record.resource_name("dms-target")],
+                               "tasks": len(spec.schemas)}
+    print(json.dumps({"restoreId": record.restore_id, "source": info.to_dict(),
+                      "targets": targets, "wouldCreate": would_create}, indent=2, default=str))
     return 0
 
 
 def cleanup_command(args: argparse.Namespace) -> int:
-    """Delete every temporary resource tagged with the restore id."""
-    from .aws.context import cleanup_by_restore_id
-    from .aws.session import make_session
+    """Delete every temporary resource tagged with the restore id (idempotent)."""
+    from .aws.dms import DmsMigration
+    from .aws.rds import RdsTemporaryDatabases
+    from .aws.s3 import S3ArtifactCleaner
+    from .aws.secrets import AwsSecrets
+    from .aws.session import new_session
 
-    session = make_session(region=args.region or None)
-    deleted = cleanup_by_restore_id(session, args.restore_id, artifacts=args.artifacts or None)
+    session = new_session(region=args.region or None)
+    record = RestoreRecord(restore_id=args.restore_id,
+                           spec={"source": {"region": args.region}})
+    deleted: dict[str, Any] = {
+        "temporaryDatabase": RdsTemporaryDatabases(session, AwsSecrets(session)).delete(record),
+        "dms": DmsMigration(session).delete(record),
+    }
+    if args.artifacts:
+        deleted["artifacts"] = S3ArtifactCleaner(session).delete(
+            args.artifacts.rstrip("/") + f"/{args.restore_id}")
     print(json.dumps(deleted, indent=2, default=str))
     return 0
