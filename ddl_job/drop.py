@@ -125,7 +125,9 @@ SELECT 'pg_default_acl'::regclass::oid, o.oid, 0, 0
 FROM pg_default_acl o
 WHERE o.defaclnamespace = 0 OR o.defaclnamespace IN (SELECT oid FROM outside)
 -- database-wide objects: none of them is ours (pg_dump -n never creates
--- one), so all are compared, extensions living in our schemas included
+-- one), so all are compared, extensions living in our schemas included.
+-- (User mappings hang on foreign servers, never on a schema, and their
+-- catalog is readable by superusers only: an RDS master user is not one.)
 UNION ALL SELECT 'pg_cast'::regclass::oid, o.oid, 0, 0 FROM pg_cast o
 UNION ALL SELECT 'pg_language'::regclass::oid, o.oid, 0, 0 FROM pg_language o
 UNION ALL SELECT 'pg_transform'::regclass::oid, o.oid, 0, 0 FROM pg_transform o
@@ -133,7 +135,6 @@ UNION ALL SELECT 'pg_extension'::regclass::oid, o.oid, 0, 0 FROM pg_extension o
 UNION ALL SELECT 'pg_foreign_data_wrapper'::regclass::oid, o.oid, 0, 0
           FROM pg_foreign_data_wrapper o
 UNION ALL SELECT 'pg_foreign_server'::regclass::oid, o.oid, 0, 0 FROM pg_foreign_server o
-UNION ALL SELECT 'pg_user_mapping'::regclass::oid, o.oid, 0, 0 FROM pg_user_mapping o
 UNION ALL SELECT 'pg_event_trigger'::regclass::oid, o.oid, 0, 0 FROM pg_event_trigger o
 UNION ALL SELECT 'pg_publication_rel'::regclass::oid, o.oid, 0, 0 FROM pg_publication_rel o
 """

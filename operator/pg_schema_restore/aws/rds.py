@@ -1,0 +1,685 @@
+"""RDS / Aurora: the temporary restored copy (engine port `TemporaryDatabases`).
+
+Four ways to make the copy, all with the source's engine version, in the
+spec's isolated subnet group and security groups, never publicly accessible,
+without deletion protection, tagged `pg-schema-restore/restore-id`:
+
+| source   | restoreTime                        | snapshotId                                    |
+|----------|------------------------------------|-----------------------------------------------|
+| instance | RestoreDBInstanceToPointInTime     | RestoreDBInstanceFromDBSnapshot               |
+| cluster  | RestoreDBClusterToPointInTime      | RestoreDBClusterFromSnapshot                  |
+|          |   + CreateDBInstance (the writer)  |   + CreateDBInstance (the writer)             |
+
+Identifiers are deterministic (`record.resource_name`), written to the
+record and checkpointed *before* each create call; a re-run describes by id
+first and never creates twice. Validation happens before anything is
+created: the restore point must lie inside the source's restorable window
+(checked here: moto does not), the snapshot must exist and belong to the
+source.
+
+Credentials: by default the copy's master password is reset
+(ModifyDBInstance / ModifyDBCluster, ApplyImmediately) to a fresh random one
+that is first stored in a new temporary secret (so the password in effect is
+never lost, even by a crash between the two calls), then waited on until
+RDS reports it applied. With `credentials: historicalSecret`, the source
+secret's version that was current at the restore point is copied into the
+temporary secret instead. Either way the temporary secret points at the
+copy's endpoint. It is created in the session's region (the operator's),
+named `record.resource_name("secret")`; the copy lives in
+`spec.source.region` (default: the session's region too).
+
+Cleanup deletes the writer/instances (SkipFinalSnapshot, automated backups
+too), waits for them to be gone, deletes the cluster, and force-deletes the
+temporary secret -- each found by recorded id AND by tag; NotFound is done.
+
+Secrets Manager is reached through the injected `secrets` collaborator
+(`AwsSecrets` in practice, wired by `context.py`): adapters never import
+each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets as random
+from datetime import datetime
+from typing import Any, Callable, Protocol
+
+import boto3
+from botocore.exceptions import ClientError
+
+from ddl_job.errors import DataPlaneError
+
+from ..engine.ports import SourceInfo
+from ..engine.record import RestoreRecord
+from ..engine.spec import RestoreSpec
+from .session import (RESTORE_ID_TAG, Clients, Poller, as_utc, error_code, error_message,
+                      has_restore_tag, restore_tags)
+
+log = logging.getLogger(__name__)
+
+INSTANCE_ENGINES = ("postgres",)
+CLUSTER_ENGINES = ("aurora-postgresql",)
+# States from which a restore never becomes `available` by itself.
+TERMINAL_STATES = frozenset({
+    "failed", "incompatible-restore", "incompatible-parameters", "incompatible-network",
+    "incompatible-option-group", "incompatible-credentials", "restore-error",
+    "storage-full", "insufficient-capacity", "inaccessible-encryption-credentials",
+    "inaccessible-encryption-credentials-recoverable", "migration-failed",
+    "deleting", "delete-precheck", "stopped", "stopping",
+})
+_INSTANCE_NOT_FOUND = {"DBInstanceNotFound", "DBInstanceNotFoundFault"}
+_CLUSTER_NOT_FOUND = {"DBClusterNotFoundFault", "DBClusterNotFound"}
+_SNAPSHOT_NOT_FOUND = {"DBSnapshotNotFound", "DBSnapshotNotFoundFault"}
+_CLUSTER_SNAPSHOT_NOT_FOUND = {"DBClusterSnapshotNotFoundFault", "DBClusterSnapshotNotFound"}
+_ALREADY_EXISTS = {"DBInstanceAlreadyExists", "DBInstanceAlreadyExistsFault",
+                   "DBClusterAlreadyExistsFault", "DBClusterAlreadyExists"}
+_BUSY = {"InvalidDBInstanceState", "InvalidDBInstanceStateFault",
+         "InvalidDBClusterStateFault", "InvalidDBClusterState"}
+
+
+class SecretStore(Protocol):
+    """What this adapter needs from Secrets Manager (AwsSecrets provides it)."""
+
+    def create_or_update(self, name: str, value: dict[str, Any], *,
+                         tags: list[dict[str, str]], description: str = "") -> str: ...
+    def force_delete(self, secret_id: str) -> bool: ...
+    def find_tagged(self, key: str, value: str, region: str | None = None) -> list[str]: ...
+    def value_at(self, secret_id: str, point: datetime) -> dict[str, Any]: ...
+
+
+def _password() -> str:
+    # RDS PostgreSQL: 8-128 printable ASCII except / @ " and space.
+    return random.token_urlsafe(30)
+
+
+class RdsTemporaryDatabases:
+    """`TemporaryDatabases` on Amazon RDS and Aurora (PostgreSQL)."""
+
+    def __init__(self, session: boto3.Session, secrets: SecretStore, *,
+                 clients: Clients | None = None, poller: Poller | None = None,
+                 restore_timeout: float = 6 * 3600, modify_timeout: float = 1800,
+                 delete_timeout: float = 3600) -> None:
+        self.clients = clients or Clients(session)
+        self.secrets = secrets
+        self.poller = poller or Poller()
+        self.restore_timeout = restore_timeout
+        self.modify_timeout = modify_timeout
+        self.delete_timeout = delete_timeout
+
+    # -- plumbing ------------------------------------------------------------
+    def _rds(self, region: str | None = None) -> Any:
+        return self.clients.get("rds", region or None)
+
+    @staticmethod
+    def _region(spec_or_record: RestoreSpec | RestoreRecord) -> str | None:
+        if isinstance(spec_or_record, RestoreSpec):
+            return spec_or_record.source.region or None
+        return (spec_or_record.spec.get("source") or {}).get("region") or None
+
+    def _instance(self, identifier: str, region: str | None) -> dict[str, Any] | None:
+        try:
+            found = self._rds(region).describe_db_instances(DBInstanceIdentifier=identifier)
+        except ClientError as exc:
+            if error_code(exc) in _INSTANCE_NOT_FOUND:
+                return None
+            raise
+        items = found.get("DBInstances", [])
+        return items[0] if items else None
+
+    def _cluster(self, identifier: str, region: str | None) -> dict[str, Any] | None:
+        try:
+            found = self._rds(region).describe_db_clusters(DBClusterIdentifier=identifier)
+        except ClientError as exc:
+            if error_code(exc) in _CLUSTER_NOT_FOUND:
+                return None
+            raise
+        items = found.get("DBClusters", [])
+        return items[0] if items else None
+
+    # -- phase 1 -------------------------------------------------------------
+    def describe_source(self, spec: RestoreSpec) -> SourceInfo:
+        source_id = spec.source.dbIdentifier
+        if not source_id:
+            raise DataPlaneError("InvalidSpec", "source.dbIdentifier is required on AWS")
+        if not spec.source.secretArn:
+            raise DataPlaneError("InvalidSpec", "source.secretArn is required on AWS")
+        region = self._region(spec)
+        instance = self._instance(source_id, region)
+        if instance is not None and instance.get("DBClusterIdentifier"):
+            raise DataPlaneError(
+                "InvalidSpec",
+                f"{source_id} is an instance of Aurora cluster "
+                f"{instance['DBClusterIdentifier']}: name the cluster as source.dbIdentifier")
+        if instance is not None:
+            return self._describe_instance_source(spec, instance, region)
+        cluster = self._cluster(source_id, region)
+        if cluster is not None:
+            return self._describe_cluster_source(spec, cluster, region)
+        raise DataPlaneError("SourceNotFound",
+                             f"no RDS instance or Aurora cluster named {source_id!r}"
+                             + (f" in {region}" if region else ""))
+
+    def _describe_instance_source(self, spec: RestoreSpec, instance: dict[str, Any],
+                                  region: str | None) -> SourceInfo:
+        source_id = instance["DBInstanceIdentifier"]
+        if instance.get("Engine") not in INSTANCE_ENGINES:
+            raise DataPlaneError("UnsupportedSource",
+                                 f"{source_id} runs {instance.get('Engine')}, not PostgreSQL")
+        if spec.snapshotId is not None:
+            snapshot = self._snapshot(spec.snapshotId, region)
+            if snapshot.get("DBInstanceIdentifier") != source_id:
+                raise DataPlaneError(
+                    "SnapshotNotOfSource",
+                    f"snapshot {spec.snapshotId} belongs to "
+                    f"{snapshot.get('DBInstanceIdentifier')!r}, not to {source_id}")
+            self._snapshot_available(spec.snapshotId, snapshot.get("Status"))
+            return SourceInfo("instance", snapshot.get("EngineVersion")
+                              or instance["EngineVersion"],
+                              snapshot_time=_snapshot_time(snapshot))
+        earliest, latest = self._instance_window(instance, region)
+        self._check_point(spec, source_id, earliest, latest)
+        return SourceInfo("instance", instance["EngineVersion"], earliest, latest)
+
+    def _instance_window(self, instance: dict[str, Any],
+                         region: str | None) -> tuple[datetime, datetime]:
+        """[EarliestTime, LatestTime] from the instance's automated backups."""
+        source_id = instance["DBInstanceIdentifier"]
+        if not instance.get("BackupRetentionPeriod", 1):
+            raise DataPlaneError("PointInTimeRestoreUnavailable",
+                                 f"{source_id} has automated backups disabled")
+        paginator = self._rds(region).get_paginator("describe_db_instance_automated_backups")
+        window = None
+        for page in paginator.paginate(DBInstanceIdentifier=source_id):
+            for backup in page.get("DBInstanceAutomatedBackups", []):
+                if backup.get("Status", "active") != "active":
+                    continue   # retained backups of a deleted namesake
+                if (instance.get("DbiResourceId") and backup.get("DbiResourceId")
+                        and backup["DbiResourceId"] != instance["DbiResourceId"]):
+                    continue
+                window = backup.get("RestoreWindow") or window
+        if not window or not window.get("EarliestTime"):
+            raise DataPlaneError("PointInTimeRestoreUnavailable",
+                                 f"{source_id}: no restore window reported by its automated "
+                                 "backups")
+        earliest = as_utc(window["EarliestTime"])
+        latest_value = window.get("LatestTime") or instance.get("LatestRestorableTime")
+        if latest_value is None:
+            raise DataPlaneError("PointInTimeRestoreUnavailable",
+                                 f"{source_id}: no latest restorable time")
+        return earliest, as_utc(latest_value)
+
+    def _describe_cluster_source(self, spec: RestoreSpec, cluster: dict[str, Any],
+                                 region: str | None) -> SourceInfo:
+        source_id = cluster["DBClusterIdentifier"]
+        if cluster.get("Engine") not in CLUSTER_ENGINES:
+            raise DataPlaneError("UnsupportedSource",
+                                 f"cluster {source_id} runs {cluster.get('Engine')}: only "
+                                 f"{', '.join(CLUSTER_ENGINES)} clusters are supported")
+        if spec.snapshotId is not None:
+            snapshot = self._cluster_snapshot(spec.snapshotId, region)
+            if snapshot.get("DBClusterIdentifier") != source_id:
+                raise DataPlaneError(
+                    "SnapshotNotOfSource",
+                    f"cluster snapshot {spec.snapshotId} belongs to "
+                    f"{snapshot.get('DBClusterIdentifier')!r}, not to {source_id}")
+            self._snapshot_available(spec.snapshotId, snapshot.get("Status"))
+            return SourceInfo("cluster", snapshot.get("EngineVersion")
+                              or cluster["EngineVersion"],
+                              snapshot_time=_snapshot_time(snapshot))
+        if not cluster.get("EarliestRestorableTime") or not cluster.get("LatestRestorableTime"):
+            raise DataPlaneError("PointInTimeRestoreUnavailable",
+                                 f"cluster {source_id} reports no restorable window")
+        earliest = as_utc(cluster["EarliestRestorableTime"])
+        latest = as_utc(cluster["LatestRestorableTime"])
+        self._check_point(spec, source_id, earliest, latest)
+        return SourceInfo("cluster", cluster["EngineVersion"], earliest, latest)
+
+    @staticmethod
+    def _check_point(spec: RestoreSpec, source_id: str, earliest: datetime,
+                     latest: datetime) -> None:
+        point = spec.restore_point()
+        assert point is not None
+        if not earliest <= point <= latest:
+            raise DataPlaneError(
+                "RestoreTimeOutOfWindow",
+                f"restoreTime {point.isoformat()} is outside the restorable window of "
+                f"{source_id}: [{earliest.isoformat()}, {latest.isoformat()}]")
+
+    def _snapshot(self, snapshot_id: str, region: str | None) -> dict[str, Any]:
+        try:
+            found = self._rds(region).describe_db_snapshots(DBSnapshotIdentifier=snapshot_id)
+        except ClientError as exc:
+            if error_code(exc) in _SNAPSHOT_NOT_FOUND:
+                found = {}
+            else:
+                raise
+        items = found.get("DBSnapshots", [])
+        if not items:
+            raise DataPlaneError("SnapshotNotFound", f"DB snapshot {snapshot_id} not found")
+        return items[0]
+
+    def _cluster_snapshot(self, snapshot_id: str, region: str | None) -> dict[str, Any]:
+        try:
+            found = self._rds(region).describe_db_cluster_snapshots(
+                DBClusterSnapshotIdentifier=snapshot_id)
+        except ClientError as exc:
+            if error_code(exc) in _CLUSTER_SNAPSHOT_NOT_FOUND:
+                found = {}
+            else:
+                raise
+        items = found.get("DBClusterSnapshots", [])
+        if not items:
+            raise DataPlaneError("SnapshotNotFound",
+                                 f"DB cluster snapshot {snapshot_id} not found")
+        return items[0]
+
+    @staticmethod
+    def _snapshot_available(snapshot_id: str, status: str | None) -> None:
+        if status and status != "available":
+            raise DataPlaneError("SnapshotNotAvailable",
+                                 f"snapshot {snapshot_id} is {status}, not available")
+
+    def production_secret(self, spec: RestoreSpec) -> str:
+        if not spec.source.secretArn:
+            raise DataPlaneError("InvalidSpec", "source.secretArn is required on AWS")
+        return spec.source.secretArn
+
+    # -- phase 2 -------------------------------------------------------------
+    def _common(self, spec: RestoreSpec, record: RestoreRecord) -> dict[str, Any]:
+        temp = spec.temporaryDatabase
+        kwargs: dict[str, Any] = {"Tags": restore_tags(record.restore_id),
+                                  "DeletionProtection": False}
+        if temp.subnetGroup:
+            kwargs["DBSubnetGroupName"] = temp.subnetGroup
+        if temp.securityGroupIds:
+            kwargs["VpcSecurityGroupIds"] = list(temp.securityGroupIds)
+        return kwargs
+
+    def create(self, record: RestoreRecord, spec: RestoreSpec,
+               checkpoint: Callable[[], None]) -> None:
+        kind = record.source.get("kind")
+        region = self._region(spec)
+        resources = record.resources.setdefault("temporaryDatabase", {})
+        resources.update({"kind": kind, "region": region or self.clients.region,
+                          "instanceId": record.resource_name("db")})
+        if kind == "cluster":
+            resources["clusterId"] = record.resource_name("cluster")
+        elif kind != "instance":
+            raise DataPlaneError("InternalError", f"unknown source kind {kind!r}")
+        checkpoint()   # the ids are in the record before any create call
+        if kind == "instance":
+            self._create_instance(record, spec, resources["instanceId"], region)
+        else:
+            self._create_cluster(record, spec, resources["clusterId"], region)
+            self._create_writer(record, spec, resources["clusterId"],
+                                resources["instanceId"], region)
+
+    def _adopt(self, kind: str, identifier: str, found: dict[str, Any],
+               record: RestoreRecord) -> None:
+        """An existing resource with our deterministic name: ours (a re-run)?"""
+        if not has_restore_tag(found.get("TagList"), record.restore_id):
+            raise DataPlaneError(
+                "ResourceConflict",
+                f"{kind} {identifier} exists but is not tagged "
+                f"{RESTORE_ID_TAG}={record.restore_id}; refusing to use or delete it")
+        log.info("%s %s already exists (resumed run): not creating it again", kind, identifier)
+
+    def _create_instance(self, record: RestoreRecord, spec: RestoreSpec, identifier: str,
+                         region: str | None) -> None:
+        existing = self._instance(identifier, region)
+        if existing is not None:
+            self._adopt("DB instance", identifier, existing, record)
+            return
+        # No automated backups of a disposable copy: available sooner, nothing to retain.
+        kwargs = {**self._common(spec, record),
+                  "DBInstanceClass": spec.temporaryDatabase.instanceClass,
+                  "PubliclyAccessible": False, "MultiAZ": False,
+                  "AutoMinorVersionUpgrade": False, "BackupRetentionPeriod": 0}
+        rds = self._rds(region)
+        try:
+            if spec.snapshotId is not None:
+                rds.restore_db_instance_from_db_snapshot(
+                    DBInstanceIdentifier=identifier, DBSnapshotIdentifier=spec.snapshotId,
+                    **kwargs)
+            else:
+                rds.restore_db_instance_to_point_in_time(
+                    SourceDBInstanceIdentifier=spec.source.dbIdentifier,
+                    TargetDBInstanceIdentifier=identifier,
+                    RestoreTime=spec.restore_point(), **kwargs)
+        except ClientError as exc:
+            if error_code(exc) not in _ALREADY_EXISTS:
+                raise
+            found = self._instance(identifier, region)
+            if found is None:
+                raise
+            self._adopt("DB instance", identifier, found, record)
+
+    def _create_cluster(self, record: RestoreRecord, spec: RestoreSpec, identifier: str,
+                        region: str | None) -> None:
+        existing = self._cluster(identifier, region)
+        if existing is not None:
+            self._adopt("DB cluster", identifier, existing, record)
+            return
+        kwargs = self._common(spec, record)
+        rds = self._rds(region)
+        try:
+            if spec.snapshotId is not None:
+                rds.restore_db_cluster_from_snapshot(
+                    DBClusterIdentifier=identifier, SnapshotIdentifier=spec.snapshotId,
+                    Engine=CLUSTER_ENGINES[0], EngineVersion=record.source["engine_version"],
+                    **kwargs)
+            else:
+                rds.restore_db_cluster_to_point_in_time(
+                    DBClusterIdentifier=identifier,
+                    SourceDBClusterIdentifier=spec.source.dbIdentifier,
+                    RestoreToTime=spec.restore_point(), RestoreType="full-copy", **kwargs)
+        except ClientError as exc:
+            if error_code(exc) not in _ALREADY_EXISTS:
+                raise
+            found = self._cluster(identifier, region)
+            if found is None:
+                raise
+            self._adopt("DB cluster", identifier, found, record)
+
+    def _create_writer(self, record: RestoreRecord, spec: RestoreSpec, cluster_id: str,
+                       identifier: str, region: str | None) -> None:
+        existing = self._instance(identifier, region)
+        if existing is not None:
+            self._adopt("DB instance", identifier, existing, record)
+            return
+        try:
+            # Subnets and security groups come from the cluster.
+            self._rds(region).create_db_instance(
+                DBInstanceIdentifier=identifier, DBClusterIdentifier=cluster_id,
+                Engine=CLUSTER_ENGINES[0], DBInstanceClass=spec.temporaryDatabase.instanceClass,
+                PubliclyAccessible=False, AutoMinorVersionUpgrade=False,
+                Tags=restore_tags(record.restore_id))
+        except ClientError as exc:
+            if error_code(exc) not in _ALREADY_EXISTS:
+                raise
+            found = self._instance(identifier, region)
+            if found is None:
+                raise
+            self._adopt("DB instance", identifier, found, record)
+
+    def wait_ready(self, record: RestoreRecord) -> None:
+        resources = record.resources["temporaryDatabase"]
+        region = resources.get("region")
+        cluster_id = resources.get("clusterId")
+        instance_id = resources["instanceId"]
+
+        def probe() -> dict[str, Any] | None:
+            described: dict[str, Any] = {}
+            if cluster_id:
+                cluster = self._cluster(cluster_id, region)
+                self._check_state("DB cluster", cluster_id, cluster, "Status")
+                described["cluster"] = cluster
+            instance = self._instance(instance_id, region)
+            self._check_state("DB instance", instance_id, instance, "DBInstanceStatus")
+            described["instance"] = instance
+            states = [described["instance"]["DBInstanceStatus"]]
+            if cluster_id:
+                states.append(described["cluster"]["Status"])
+            return described if all(s == "available" for s in states) else None
+
+        described = self.poller.wait(probe, timeout=self.restore_timeout,
+                                     what=f"temporary database {cluster_id or instance_id}",
+                                     reason="TemporaryDatabaseTimeout")
+        expected = record.source.get("engine_version")
+        actual = (described.get("cluster") or described["instance"]).get("EngineVersion")
+        if expected and actual and actual != expected:
+            raise DataPlaneError("EngineVersionMismatch",
+                                 f"temporary database runs {actual}, source {expected}")
+
+    @staticmethod
+    def _check_state(kind: str, identifier: str, found: dict[str, Any] | None,
+                     key: str) -> None:
+        if found is None:
+            raise DataPlaneError("TemporaryDatabaseFailed",
+                                 f"{kind} {identifier} disappeared while being restored")
+        status = found.get(key, "")
+        if status in TERMINAL_STATES:
+            raise DataPlaneError("TemporaryDatabaseFailed",
+                                 f"{kind} {identifier} is {status}: the restore cannot "
+                                 "complete")
+
+    # -- phase 3 -------------------------------------------------------------
+    def credentials(self, record: RestoreRecord, spec: RestoreSpec,
+                    checkpoint: Callable[[], None]) -> str:
+        resources = record.resources["temporaryDatabase"]
+        region = resources.get("region")
+        cluster_id = resources.get("clusterId")
+        secret_name = record.resource_name("secret")
+        record.resources["temporarySecret"] = secret_name
+        checkpoint()   # recorded before the secret exists
+        if cluster_id:
+            target = self._cluster(cluster_id, region)
+            if target is None:
+                raise DataPlaneError("TemporaryDatabaseFailed", f"cluster {cluster_id} is gone")
+            host, port = target.get("Endpoint"), target.get("Port")
+        else:
+            target = self._instance(resources["instanceId"], region)
+            if target is None:
+                raise DataPlaneError("TemporaryDatabaseFailed",
+                                     f"instance {resources['instanceId']} is gone")
+            endpoint = target.get("Endpoint") or {}
+            host, port = endpoint.get("Address"), endpoint.get("Port")
+        if not host or not port:
+            raise DataPlaneError("TemporaryDatabaseFailed",
+                                 "the temporary database has no endpoint yet")
+        value: dict[str, Any] = {"host": host, "port": int(port), "engine": "postgres",
+                                 "dbname": spec.database}
+        tags = restore_tags(record.restore_id)
+        description = f"pg-schema-restore {record.restore_id}: temporary database credentials"
+        if spec.credentials == "historicalSecret":
+            point = spec.restore_point() or _parse_time(record.source.get("snapshot_time"))
+            if point is None:
+                raise DataPlaneError("InvalidSpec", "historicalSecret needs a restore point")
+            historical = self.secrets.value_at(self.production_secret(spec), point)
+            try:
+                value.update(username=historical["username"], password=historical["password"])
+            except KeyError as exc:
+                raise DataPlaneError("InvalidSecret",
+                                     f"historical secret version lacks {exc.args[0]!r}") from None
+            self.secrets.create_or_update(secret_name, value, tags=tags,
+                                          description=description)
+            return secret_name
+        username = target.get("MasterUsername")
+        if not username:
+            raise DataPlaneError("TemporaryDatabaseFailed", "no master username reported")
+        password = _password()
+        value.update(username=username, password=password)
+        # The secret first: a crash after this leaves at worst an unused password.
+        self.secrets.create_or_update(secret_name, value, tags=tags, description=description)
+        rds = self._rds(region)
+        if cluster_id:
+            rds.modify_db_cluster(DBClusterIdentifier=cluster_id, MasterUserPassword=password,
+                                  ApplyImmediately=True)
+        else:
+            rds.modify_db_instance(DBInstanceIdentifier=resources["instanceId"],
+                                   MasterUserPassword=password, ApplyImmediately=True)
+        self._wait_password_applied(resources, region)
+        return secret_name
+
+    def _wait_password_applied(self, resources: dict[str, Any], region: str | None) -> None:
+        cluster_id = resources.get("clusterId")
+        instance_id = resources["instanceId"]
+
+        def probe() -> bool | None:
+            if cluster_id:
+                found = self._cluster(cluster_id, region)
+                self._check_state("DB cluster", cluster_id, found, "Status")
+                status = found["Status"]   # type: ignore[index]
+            else:
+                found = self._instance(instance_id, region)
+                self._check_state("DB instance", instance_id, found, "DBInstanceStatus")
+                status = found["DBInstanceStatus"]   # type: ignore[index]
+            pending = (found or {}).get("PendingModifiedValues") or {}
+            return True if status == "available" and "MasterUserPassword" not in pending \
+                else None
+
+        self.poller.wait(probe, timeout=self.modify_timeout,
+                         what="master password reset of the temporary database",
+                         reason="CredentialsTimeout")
+
+    # -- phase 6 -------------------------------------------------------------
+    def _tagged(self, restore_id: str, region: str | None) -> tuple[list[str], list[str]]:
+        """(instances, clusters) carrying this restore's tag."""
+        rds = self._rds(region)
+        instances: list[str] = []
+        for page in rds.get_paginator("describe_db_instances").paginate():
+            for item in page.get("DBInstances", []):
+                if has_restore_tag(item.get("TagList"), restore_id):
+                    instances.append(item["DBInstanceIdentifier"])
+        clusters: list[str] = []
+        for page in rds.get_paginator("describe_db_clusters").paginate():
+            for item in page.get("DBClusters", []):
+                if has_restore_tag(item.get("TagList"), restore_id):
+                    clusters.append(item["DBClusterIdentifier"])
+        return instances, clusters
+
+    def delete(self, record: RestoreRecord) -> list[str]:
+        """Everything of this restore: recorded ids and tagged resources.
+
+        Every deletion is attempted even when one fails; failures are raised
+        together at the end (the engine reports them and never loops).
+        """
+        resources = record.resources.get("temporaryDatabase") or {}
+        region = resources.get("region") or self._region(record)
+        deleted: list[str] = []
+        problems: list[str] = []
+
+        def attempt(what: str, action: Callable[[], Any]) -> Any:
+            try:
+                return action()
+            except (ClientError, DataPlaneError) as exc:
+                problems.append(f"{what}: {exc}")
+                return None
+
+        tagged = attempt("list tagged RDS resources",
+                         lambda: self._tagged(record.restore_id, region)) or ([], [])
+        instances = _unique([resources.get("instanceId"), *tagged[0]])
+        clusters = _unique([resources.get("clusterId"), *tagged[1]])
+        for identifier in instances:
+            if attempt(f"DB instance {identifier}",
+                       lambda i=identifier: self._delete_instance(i, region, record.restore_id)):
+                deleted.append(f"DB instance {identifier}")
+        # Instances first: a cluster with members cannot be deleted.
+        for identifier in instances:
+            attempt(f"DB instance {identifier}",
+                    lambda i=identifier: self._wait_gone(
+                        "DB instance", lambda: self._instance(i, region)))
+        for identifier in clusters:
+            if attempt(f"DB cluster {identifier}",
+                       lambda i=identifier: self._delete_cluster(i, region, record.restore_id)):
+                deleted.append(f"DB cluster {identifier}")
+        for identifier in clusters:
+            attempt(f"DB cluster {identifier}",
+                    lambda i=identifier: self._wait_gone(
+                        "DB cluster", lambda: self._cluster(i, region)))
+        # Temporary secrets live in the session's region (see credentials()).
+        found = attempt("list tagged secrets",
+                        lambda: self.secrets.find_tagged(RESTORE_ID_TAG, record.restore_id)) or []
+        for name in _unique([record.resources.get("temporarySecret"), *found]):
+            if attempt(f"secret {name}", lambda n=name: self.secrets.force_delete(n)):
+                deleted.append(f"secret {name}")
+        if problems:
+            raise DataPlaneError("CleanupFailed", "; ".join(problems)
+                                 + (f" (deleted: {', '.join(deleted)})" if deleted else ""))
+        return deleted
+
+    def _delete_instance(self, identifier: str, region: str | None, restore_id: str) -> bool:
+        found = self._instance(identifier, region)
+        if found is None:
+            return False
+        if not has_restore_tag(found.get("TagList"), restore_id):
+            raise DataPlaneError("ResourceConflict",
+                                 f"DB instance {identifier} is not tagged with restore id "
+                                 f"{restore_id}; not deleting it")
+        if found.get("DBInstanceStatus") in ("deleting", "delete-precheck"):
+            return True
+
+        def attempt() -> bool | None:
+            try:
+                self._rds(region).delete_db_instance(
+                    DBInstanceIdentifier=identifier, SkipFinalSnapshot=True,
+                    DeleteAutomatedBackups=True)
+            except ClientError as exc:
+                code = error_code(exc)
+                if code in _INSTANCE_NOT_FOUND:
+                    return False
+                if code in _BUSY:   # e.g. still creating/modifying: try again later
+                    current = self._instance(identifier, region)
+                    if current is None:
+                        return False
+                    if current.get("DBInstanceStatus") in ("deleting", "delete-precheck"):
+                        return True
+                    log.info("DB instance %s busy (%s): retrying delete", identifier,
+                             error_message(exc))
+                    return None
+                raise
+            return True
+
+        return self.poller.wait(attempt, timeout=self.delete_timeout,
+                                what=f"deletion of DB instance {identifier}",
+                                reason="CleanupTimeout")
+
+    def _delete_cluster(self, identifier: str, region: str | None, restore_id: str) -> bool:
+        found = self._cluster(identifier, region)
+        if found is None:
+            return False
+        if not has_restore_tag(found.get("TagList"), restore_id):
+            raise DataPlaneError("ResourceConflict",
+                                 f"DB cluster {identifier} is not tagged with restore id "
+                                 f"{restore_id}; not deleting it")
+        if found.get("Status") == "deleting":
+            return True
+
+        def attempt() -> bool | None:
+            try:
+                self._rds(region).delete_db_cluster(DBClusterIdentifier=identifier,
+                                                    SkipFinalSnapshot=True)
+            except ClientError as exc:
+                code = error_code(exc)
+                if code in _CLUSTER_NOT_FOUND:
+                    return False
+                if code in _BUSY:
+                    current = self._cluster(identifier, region)
+                    if current is None:
+                        return False
+                    if current.get("Status") == "deleting":
+                        return True
+                    log.info("DB cluster %s busy (%s): retrying delete", identifier,
+                             error_message(exc))
+                    return None
+                raise
+            return True
+
+        return self.poller.wait(attempt, timeout=self.delete_timeout,
+                                what=f"deletion of DB cluster {identifier}",
+                                reason="CleanupTimeout")
+
+    def _wait_gone(self, kind: str, describe: Callable[[], dict[str, Any] | None]) -> None:
+        self.poller.wait(lambda: True if describe() is None else None,
+                         timeout=self.delete_timeout, what=f"{kind} deletion",
+                         reason="CleanupTimeout")
+
+
+def _snapshot_time(snapshot: dict[str, Any]) -> datetime | None:
+    """The instant the snapshot's data is from (a copy keeps the original's)."""
+    for key in ("SnapshotDatabaseTime", "OriginalSnapshotCreateTime", "SnapshotCreateTime"):
+        if snapshot.get(key):
+            return as_utc(snapshot[key])
+    return None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    return as_utc(value) if value else None
+
+
+def _unique(items: list[str | None]) -> list[str]:
+    seen: list[str] = []
+    for item in items:
+        if item and item not in seen:
+            seen.append(item)
+    return seen
