@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -116,6 +117,10 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         spec = spec_from_args(args)
         restore_id = args.restore_id or secrets.token_hex(5)
+        if not re.fullmatch(r"[a-z0-9]{1,20}", restore_id):
+            # It names RDS/DMS resources (pgsr-<id>-db): lowercase letters and digits.
+            raise DataPlaneError("InvalidSpec",
+                                 "--restore-id must be 1-20 lowercase letters or digits")
         record = RestoreRecord(restore_id=restore_id, spec=spec.to_dict())
         state = Path(args.state_file or f"pgsr-{restore_id}.json")
     spec = RestoreSpec.from_dict(record.spec)

@@ -37,6 +37,7 @@ class OperatorConfig:
     spec_defaults: dict[str, Any] = field(default_factory=dict)
     artifacts_root: str = ""
     audit_table: str = ""
+    dms_secrets_role_arn: str = ""             # IAM role DMS assumes to read secrets
     metrics_port: int = 9090
     # `local` provider (demo and tests): genuine PITR from a WAL archive
     local_base_backup: str = ""

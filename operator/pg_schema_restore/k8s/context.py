@@ -64,10 +64,15 @@ def engine_context(config: OperatorConfig, body: dict[str, Any], record: Restore
                        save=save, on_event=on_event)
 
     from ..aws.context import aws_context
+    from ..aws.dms import DmsMigration, DmsSettings
     from ..aws.secrets import AwsSecrets
 
     session = SESSION_FACTORY()
     secrets = AwsSecrets(session)
+    dms = None
+    if record.spec.get("dataCopy") == "dms":
+        dms = DmsMigration(session, DmsSettings(
+            secrets_access_role_arn=config.dms_secrets_role_arn))
     return aws_context(session, artifacts_root=config.artifacts_root,
                        executor=executor_for(secrets), audit_table=config.audit_table or None,
-                       save=save, on_event=on_event)
+                       save=save, on_event=on_event, dms=dms)
