@@ -13,12 +13,9 @@ on `prod` is production) and checks that
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +23,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from conftest import PASSWORD
+from ddl_job_cli import Run, run_ddl_job
 from pg_schema_restore.localpg import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,40 +58,8 @@ INSERT INTO tenant_x_r1.keep VALUES (1), (2);
 
 # -- helpers -------------------------------------------------------------------
 
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-    events: list[dict]
-    seconds: float
-
-    @property
-    def last(self) -> dict:
-        return self.events[-1]
-
-    def __str__(self) -> str:
-        return f"exit {self.returncode}\nstdout:\n{self.stdout[-4000:]}\nstderr:\n{self.stderr[-3000:]}"
-
-
 def run_cli(args: list[str], *, source: str | None, target: str | None) -> Run:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    if source is not None:
-        env["PGSR_SOURCE_DSN"] = source
-    if target is not None:
-        env["PGSR_TARGET_DSN"] = target
-    started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "ddl_job", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-    seconds = time.monotonic() - started
-    events = []
-    for line in proc.stdout.splitlines():
-        if line.strip():
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                pytest.fail(f"stdout line is not JSON: {line!r}\n{proc.stderr[-3000:]}")
-    return Run(proc.returncode, proc.stdout, proc.stderr, events, seconds)
+    return run_ddl_job(args, source=source, target=target)
 
 
 def pg_dump(cluster, db: str) -> str:
@@ -247,8 +213,8 @@ def test_source_name_over_63_bytes(env):
 def test_source_equals_target_same_dsn(env, prod):
     same = prod.dsn(env.target_db)
     before = state(prod, env.target_db)
-    run = refused(env, ["--schemas", "tenant_x", "--suffix", "_r2", "--disposable-source"],
-                  "SameDatabase", source=same, target=same)
+    refused(env, ["--schemas", "tenant_x", "--suffix", "_r2", "--disposable-source"],
+            "SameDatabase", source=same, target=same)
     assert state(prod, env.target_db) == before
 
 

@@ -14,14 +14,10 @@ after a failed one.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import os
 import re
 import secrets
 import subprocess
-import sys
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,6 +26,7 @@ import pytest
 from psycopg import errors, sql
 
 from conftest import PASSWORD, restore_point
+from ddl_job_cli import Run, run_ddl_job
 
 pytestmark = pytest.mark.e2e
 
@@ -145,43 +142,10 @@ def one(conn: psycopg.Connection, query, params=None):
 
 # -- running the real CLI -------------------------------------------------------
 
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-    events: list[dict]
-
-    @property
-    def last(self) -> dict:
-        return self.events[-1]
-
-    def find(self, event: str) -> list[dict]:
-        return [e for e in self.events if e.get("event") == event]
-
-    def __str__(self) -> str:
-        return f"exit {self.returncode}\nstdout:\n{self.stdout[-6000:]}\nstderr:\n{self.stderr[-4000:]}"
-
-
 def run_cli(args: list[str], *, source: str | None, target: str | None,
             timeout: float = 900) -> Run:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("PG") and k not in ("PGSR_SOURCE_DSN", "PGSR_TARGET_DSN")}
-    if source is not None:
-        env["PGSR_SOURCE_DSN"] = source
-    if target is not None:
-        env["PGSR_TARGET_DSN"] = target
-    proc = subprocess.run([sys.executable, "-m", "ddl_job", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    events = []
-    for line in proc.stdout.splitlines():
-        if line.strip():
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                pytest.fail(f"stdout line is not JSON: {line!r}\n{proc.stderr[-3000:]}")
-    run = Run(proc.returncode, proc.stdout, proc.stderr, events)
-    assert events, f"no JSON output\n{run}"
+    run = run_ddl_job(args, source=source, target=target, timeout=timeout)
+    assert run.events, f"no JSON output\n{run}"
     return run
 
 

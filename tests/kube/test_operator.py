@@ -200,7 +200,7 @@ def test_happy_path_succeeds_and_cleans_up(world):
     world.start_operator()
     world.apply("restore-a", _spec(world))
     world.kube.kubectl("wait", "--for=condition=Succeeded", "--timeout=240s",
-                       f"schemarestore/restore-a", "-n", world.ns, timeout=260)
+                       "schemarestore/restore-a", "-n", world.ns, timeout=260)
     obj = world.get("restore-a")
     status = obj["status"]
     target = status["targetSchemas"]["tenant_a"]
