@@ -14,6 +14,7 @@ Run with: kopf run -m pg_schema_restore.k8s.handlers --all-namespaces
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -54,7 +55,8 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     try:
         kube_config.load_incluster_config()
     except kube_config.ConfigException:
-        kube_config.load_kube_config()
+        # The client reads KUBECONFIG at import time; read it now.
+        kube_config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     if CONFIG.metrics_port:
         try:
             metrics.serve(CONFIG.metrics_port)
