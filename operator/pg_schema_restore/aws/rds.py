@@ -166,16 +166,9 @@ class RdsTemporaryDatabases:
             raise DataPlaneError("UnsupportedSource",
                                  f"{source_id} runs {instance.get('Engine')}, not PostgreSQL")
         if spec.snapshotId is not None:
-            snapshot = self._snapshot(spec.snapshotId, region)
-            if snapshot.get("DBInstanceIdentifier") != source_id:
-                raise DataPlaneError(
-                    "SnapshotNotOfSource",
-                    f"snapshot {spec.snapshotId} belongs to "
-                    f"{snapshot.get('DBInstanceIdentifier')!r}, not to {source_id}")
-            self._snapshot_available(spec.snapshotId, snapshot.get("Status"))
-            return SourceInfo("instance", snapshot.get("EngineVersion")
-                              or instance["EngineVersion"],
-                              snapshot_time=_snapshot_time(snapshot))
+            return self._from_snapshot("instance", "snapshot", instance,
+                                       self._snapshot(spec.snapshotId, region),
+                                       "DBInstanceIdentifier")
         earliest, latest = self._instance_window(instance, region)
         self._check_point(spec, source_id, earliest, latest)
         return SourceInfo("instance", instance["EngineVersion"], earliest, latest)
@@ -216,16 +209,9 @@ class RdsTemporaryDatabases:
                                  f"cluster {source_id} runs {cluster.get('Engine')}: only "
                                  f"{', '.join(CLUSTER_ENGINES)} clusters are supported")
         if spec.snapshotId is not None:
-            snapshot = self._cluster_snapshot(spec.snapshotId, region)
-            if snapshot.get("DBClusterIdentifier") != source_id:
-                raise DataPlaneError(
-                    "SnapshotNotOfSource",
-                    f"cluster snapshot {spec.snapshotId} belongs to "
-                    f"{snapshot.get('DBClusterIdentifier')!r}, not to {source_id}")
-            self._snapshot_available(spec.snapshotId, snapshot.get("Status"))
-            return SourceInfo("cluster", snapshot.get("EngineVersion")
-                              or cluster["EngineVersion"],
-                              snapshot_time=_snapshot_time(snapshot))
+            return self._from_snapshot("cluster", "cluster snapshot", cluster,
+                                       self._cluster_snapshot(spec.snapshotId, region),
+                                       "DBClusterIdentifier")
         if not cluster.get("EarliestRestorableTime") or not cluster.get("LatestRestorableTime"):
             raise DataPlaneError("PointInTimeRestoreUnavailable",
                                  f"cluster {source_id} reports no restorable window")
@@ -233,6 +219,20 @@ class RdsTemporaryDatabases:
         latest = as_utc(cluster["LatestRestorableTime"])
         self._check_point(spec, source_id, earliest, latest)
         return SourceInfo("cluster", cluster["EngineVersion"], earliest, latest)
+
+    def _from_snapshot(self, kind: str, label: str, source: dict[str, Any],
+                       snapshot: dict[str, Any], owner_key: str) -> SourceInfo:
+        """A snapshot restore: the snapshot must be the source's and available."""
+        source_id, snapshot_id = source[owner_key], snapshot.get(
+            "DBSnapshotIdentifier") or snapshot.get("DBClusterSnapshotIdentifier")
+        if snapshot.get(owner_key) != source_id:
+            raise DataPlaneError(
+                "SnapshotNotOfSource",
+                f"{label} {snapshot_id} belongs to {snapshot.get(owner_key)!r}, "
+                f"not to {source_id}")
+        self._snapshot_available(snapshot_id, snapshot.get("Status"))
+        return SourceInfo(kind, snapshot.get("EngineVersion") or source["EngineVersion"],
+                          snapshot_time=_snapshot_time(snapshot))
 
     @staticmethod
     def _check_point(spec: RestoreSpec, source_id: str, earliest: datetime,
