@@ -28,6 +28,8 @@ from pg_schema_restore.engine.record import RestoreRecord
 from pg_schema_restore.engine.spec import RestoreSpec
 from pg_schema_restore.localpg import SUPERUSER, LocalCluster
 
+from .conftest import FakeClock
+
 try:                    # tests/aws is a plain directory (rootdir on sys.path) ...
     from dms_double import DmsDouble, dms_regex
 except ImportError:     # ... or a package
@@ -154,21 +156,6 @@ def world(aws, copyhost, prod):
     yield make
     for w in made:
         w.drop()
-
-
-class FakeClock:
-    """Time that only moves when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def adapter(aws, **settings: Any) -> tuple[DmsMigration, FakeClock]:

@@ -116,27 +116,26 @@ class RdsTemporaryDatabases:
             return spec_or_record.source.region or None
         return (spec_or_record.spec.get("source") or {}).get("region") or None
 
-    def _instance(self, identifier: str, region: str | None) -> dict[str, Any] | None:
+    def _describe_one(self, region: str | None, operation: str, items_key: str,
+                      not_found: Any, **identifier: str) -> dict[str, Any] | None:
+        """The one item a describe call returns for an identifier, or None."""
         try:
-            found = self._rds(region).describe_db_instances(DBInstanceIdentifier=identifier)
+            found = getattr(self._rds(region), operation)(**identifier)
         except ClientError as exc:
-            if error_code(exc) in _INSTANCE_NOT_FOUND:
+            if error_code(exc) in not_found:
                 return None
             raise
-        items = found.get("DBInstances", [])
+        items = found.get(items_key, [])
         return items[0] if items else None
+
+    def _instance(self, identifier: str, region: str | None) -> dict[str, Any] | None:
+        return self._describe_one(region, "describe_db_instances", "DBInstances",
+                                  _INSTANCE_NOT_FOUND, DBInstanceIdentifier=identifier)
 
     def _cluster(self, identifier: str, region: str | None) -> dict[str, Any] | None:
-        try:
-            found = self._rds(region).describe_db_clusters(DBClusterIdentifier=identifier)
-        except ClientError as exc:
-            if error_code(exc) in _CLUSTER_NOT_FOUND:
-                return None
-            raise
-        items = found.get("DBClusters", [])
-        return items[0] if items else None
+        return self._describe_one(region, "describe_db_clusters", "DBClusters",
+                                  _CLUSTER_NOT_FOUND, DBClusterIdentifier=identifier)
 
-    # -- phase 1 -------------------------------------------------------------
     def describe_source(self, spec: RestoreSpec) -> SourceInfo:
         source_id = spec.source.dbIdentifier
         if not source_id:
@@ -246,32 +245,20 @@ class RdsTemporaryDatabases:
                 f"{source_id}: [{earliest.isoformat()}, {latest.isoformat()}]")
 
     def _snapshot(self, snapshot_id: str, region: str | None) -> dict[str, Any]:
-        try:
-            found = self._rds(region).describe_db_snapshots(DBSnapshotIdentifier=snapshot_id)
-        except ClientError as exc:
-            if error_code(exc) in _SNAPSHOT_NOT_FOUND:
-                found = {}
-            else:
-                raise
-        items = found.get("DBSnapshots", [])
-        if not items:
+        found = self._describe_one(region, "describe_db_snapshots", "DBSnapshots",
+                                   _SNAPSHOT_NOT_FOUND, DBSnapshotIdentifier=snapshot_id)
+        if found is None:
             raise DataPlaneError("SnapshotNotFound", f"DB snapshot {snapshot_id} not found")
-        return items[0]
+        return found
 
     def _cluster_snapshot(self, snapshot_id: str, region: str | None) -> dict[str, Any]:
-        try:
-            found = self._rds(region).describe_db_cluster_snapshots(
-                DBClusterSnapshotIdentifier=snapshot_id)
-        except ClientError as exc:
-            if error_code(exc) in _CLUSTER_SNAPSHOT_NOT_FOUND:
-                found = {}
-            else:
-                raise
-        items = found.get("DBClusterSnapshots", [])
-        if not items:
+        found = self._describe_one(region, "describe_db_cluster_snapshots",
+                                   "DBClusterSnapshots", _CLUSTER_SNAPSHOT_NOT_FOUND,
+                                   DBClusterSnapshotIdentifier=snapshot_id)
+        if found is None:
             raise DataPlaneError("SnapshotNotFound",
                                  f"DB cluster snapshot {snapshot_id} not found")
-        return items[0]
+        return found
 
     @staticmethod
     def _snapshot_available(snapshot_id: str, status: str | None) -> None:
