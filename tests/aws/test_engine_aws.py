@@ -294,9 +294,12 @@ def test_instance_snapshot_restore(aws_world):
     record = aws_world.run(aws_world.spec(snapshotId="prod-db-manual-1"))
     assert_restored(aws_world, record, expected, before)
     assert aws_world.sim.succeeded["rds.RestoreDBInstanceFromDBSnapshot"] == 1
-    # The suffix comes from the snapshot's instant.
-    point = aws_world.sim.snapshot_points["prod-db-manual-1"]
-    assert record.targets["customer_a1"] == "customer_a1_" + point.strftime("%Y%m%d%H%M%S")
+    # The suffix comes from the snapshot's instant as RDS reports it (not from
+    # the test's own clock, which read the time a moment before the call).
+    snapshot = boto3.client("rds", region_name=REGION).describe_db_snapshots(
+        DBSnapshotIdentifier="prod-db-manual-1")["DBSnapshots"][0]
+    created = snapshot["SnapshotCreateTime"].astimezone(timezone.utc)
+    assert record.targets["customer_a1"] == "customer_a1_" + created.strftime("%Y%m%d%H%M%S")
 
 
 @pytest.mark.e2e
