@@ -164,10 +164,11 @@ def rewrite_routines(src: psycopg.Connection, mapping: dict[str, str],
         ORDER BY p.oid
         """, (list(mapping.values()),)).fetchall()
     rewritten: list[str] = []
+    qualifiers = column_qualifiers(src, mapping)
     for oid, signature, language, atomic, body, config in rows:
         if language in ("sql", "plpgsql") and not atomic:
             definition = src.execute("SELECT pg_get_functiondef(%s)", (oid,)).fetchone()[0]
-            new_definition, changes = rewrite_sql(definition, mapping)
+            new_definition, changes = rewrite_sql(definition, mapping, qualifiers)
             if changes:
                 src.execute(new_definition)
         else:
@@ -180,6 +181,34 @@ def rewrite_routines(src: psycopg.Connection, mapping: dict[str, str],
             rewritten.append(signature)
             reporter.emit("rewritten", routine=signature, changes=changes)
     return rewritten
+
+
+def column_qualifiers(src: psycopg.Connection, mapping: dict[str, str]) -> dict[str, set[str]]:
+    """For each old name, the columns of relations so named that are not schema objects.
+
+    With a table named like its schema, `tenant.x` in a routine body names
+    that table's column `x` when `x` is not also a relation, routine or type
+    of the (renamed) schema: the rewriter must then leave it alone.
+    """
+    rows = src.execute(
+        """
+        WITH m(old, new) AS (SELECT * FROM unnest(%s::text[], %s::text[])),
+        members AS (
+            SELECT m.old, c.relname AS name FROM m
+            JOIN pg_namespace n ON n.nspname = m.new JOIN pg_class c ON c.relnamespace = n.oid
+            UNION SELECT m.old, p.proname FROM m
+            JOIN pg_namespace n ON n.nspname = m.new JOIN pg_proc p ON p.pronamespace = n.oid
+            UNION SELECT m.old, t.typname FROM m
+            JOIN pg_namespace n ON n.nspname = m.new JOIN pg_type t ON t.typnamespace = n.oid)
+        SELECT DISTINCT m.old, a.attname FROM m
+        JOIN pg_class c ON c.relname = m.old AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE NOT EXISTS (SELECT 1 FROM members x WHERE x.old = m.old AND x.name = a.attname)
+        """, (list(mapping), list(mapping.values()))).fetchall()
+    qualifiers: dict[str, set[str]] = {}
+    for old, column in rows:
+        qualifiers.setdefault(old, set()).add(column)
+    return qualifiers
 
 
 def _rewrite_search_path_setting(src: psycopg.Connection, signature: str, config: list[str],

@@ -21,6 +21,13 @@ quoted identifiers and comments, and rewrites only
 
 Comments and every other literal are left byte for byte; names that merely
 contain an old name (`tenant_ref`, `'tenant rocks'`) never match.
+
+A table named like its schema makes `tenant.x` ambiguous: schema `tenant`,
+object `x`, or table `tenant`, column `x`. Given the catalog's answer
+(`column_qualifiers`: for each old name, the columns of relations so named
+that are not also objects of the schema), `tenant.x` is left alone when `x`
+is such a column and is not followed by `(` or `.`; `tenant.*` is left alone
+when a relation is named like the schema.
 """
 
 from __future__ import annotations
@@ -180,20 +187,27 @@ def _continues_word(tokens: list[_Token]) -> bool:
     return bool(tokens) and tokens[-1].kind == "word"
 
 
-def _neighbour(tokens: list[_Token], index: int, step: int) -> _Token | None:
+def _neighbour_index(tokens: list[_Token], index: int, step: int) -> int | None:
     index += step
     while 0 <= index < len(tokens):
         if tokens[index].kind not in ("space", "comment"):
-            return tokens[index]
+            return index
         index += step
     return None
+
+
+def _neighbour(tokens: list[_Token], index: int, step: int) -> _Token | None:
+    found = _neighbour_index(tokens, index, step)
+    return None if found is None else tokens[found]
 
 
 class Rewriter:
     """Rewrites old schema names to new ones in SQL text; counts what it changed."""
 
-    def __init__(self, mapping: dict[str, str]) -> None:
+    def __init__(self, mapping: dict[str, str],
+                 column_qualifiers: dict[str, set[str]] | None = None) -> None:
         self.mapping = mapping
+        self.column_qualifiers = column_qualifiers or {}
         self.changes: list[str] = []
 
     def rewrite(self, text: str, search_path_context: bool = False) -> str:
@@ -217,6 +231,8 @@ class Rewriter:
             before, after = _neighbour(tokens, index, -1), _neighbour(tokens, index, 1)
             qualifies = after is not None and after.text == "."
             qualified = before is not None and before.text == "."
+            if qualifies and not qualified and self._qualifies_a_column(tokens, index, tok):
+                return tok.text
             if (qualifies and not qualified) or (in_search_path and not qualified):
                 self.changes.append(f"identifier {tok.text} -> {quote_ident(new)}")
                 return quote_ident(new)
@@ -235,7 +251,26 @@ class Rewriter:
         return tok.text
 
 
-def rewrite_sql(text: str, mapping: dict[str, str]) -> tuple[str, list[str]]:
+    def _qualifies_a_column(self, tokens: list[_Token], index: int, tok: _Token) -> bool:
+        """`tenant.x` where `tenant` is a table named like the schema and `x` its column."""
+        columns = self.column_qualifiers.get(tok.value)
+        if not columns:
+            return False
+        dot = _neighbour_index(tokens, index, 1)
+        member_at = None if dot is None else _neighbour_index(tokens, dot, 1)
+        if member_at is None:
+            return False
+        member = tokens[member_at]
+        if member.kind == "punct" and member.text == "*":
+            return True
+        if member.kind not in ("word", "qident") or member.value not in columns:
+            return False
+        follower = _neighbour(tokens, member_at, 1)
+        return follower is None or follower.text not in ("(", ".")
+
+
+def rewrite_sql(text: str, mapping: dict[str, str],
+                column_qualifiers: dict[str, set[str]] | None = None) -> tuple[str, list[str]]:
     """Rewrite `text`; returns the new text and a list of the changes made."""
-    rewriter = Rewriter(mapping)
+    rewriter = Rewriter(mapping, column_qualifiers)
     return rewriter.rewrite(text), rewriter.changes

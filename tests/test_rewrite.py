@@ -108,13 +108,32 @@ def test_column_named_like_the_schema():
     unchanged('SELECT o."Tenant B" FROM t o')
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known limitation of a tokenizer: `customer_a1.val` may name the column val of the "
-    "table customer_a1 (table named like its schema, used as a qualifier); only a SQL "
-    "parser with name resolution could tell it from schema.object"))
+# The catalog says which `tenant.x` name a column of the table `tenant`.
+COLUMNS = {"customer_a1": {"val", "id"}}
+
+
 def test_table_named_like_schema_used_as_column_qualifier():
-    assert rw("SELECT customer_a1.val FROM customer_a1.customer_a1") == \
+    assert rewrite_sql("SELECT customer_a1.val FROM customer_a1.customer_a1", M, COLUMNS)[0] == \
         "SELECT customer_a1.val FROM customer_a1_rst.customer_a1"
+    assert rewrite_sql("SELECT customer_a1.* FROM customer_a1.customer_a1", M, COLUMNS)[0] == \
+        "SELECT customer_a1.* FROM customer_a1_rst.customer_a1"
+    # quoted member, spaces and comments around the dot
+    assert rewrite_sql('SELECT customer_a1 . "val" FROM customer_a1.customer_a1', M,
+                       COLUMNS)[0] == 'SELECT customer_a1 . "val" FROM customer_a1_rst.customer_a1'
+
+
+def test_column_qualifier_knowledge_never_hides_a_schema_reference():
+    # objects of the schema, calls and three-part names stay schema references
+    assert rewrite_sql("SELECT customer_a1.orders_total(1), customer_a1.customer_a1.val, "
+                       "x::customer_a1.mood FROM customer_a1.orders", M, COLUMNS)[0] == \
+        ("SELECT customer_a1_rst.orders_total(1), customer_a1_rst.customer_a1.val, "
+         "x::customer_a1_rst.mood FROM customer_a1_rst.orders")
+    # a member that is not a column of the table named like the schema
+    assert rewrite_sql("INSERT INTO customer_a1.audit VALUES (1)", M, COLUMNS)[0] == \
+        "INSERT INTO customer_a1_rst.audit VALUES (1)"
+    # no table named like this schema: `*` and columns are not special
+    assert rewrite_sql('SELECT "Tenant B".val FROM t', M, COLUMNS)[0] == \
+        'SELECT "Tenant B_rst".val FROM t'
 
 
 # -- comments and literals --------------------------------------------------

@@ -178,13 +178,15 @@ DAMAGE = {
         DELETE FROM "Tenant B".orders WHERE id % 3 = 0;
         TRUNCATE "Tenant B".audit_log;
         DELETE FROM "Tenant B".events WHERE happened < '2024-01-01';
+        UPDATE "Tenant B"."Tenant B" SET val = 'damaged';
     """,
 }
 
 # Routines whose text names the tenant (must be rewritten), and routines that
 # must be left alone (no schema reference in text, or stored by OID).
 REWRITTEN = ["add_order", "order_total", "count_orders_sp", "atomic_path", "dyn_count",
-             "sp_config_count", "label_of", "log_order", "take_stock", "restock"]
+             "sp_config_count", "label_of", "self_vals", "log_order", "take_stock",
+             "restock"]
 NOT_REWRITTEN = ["hello", "rate_for", "valid_sku", "invoice_day", "atomic_count",
                  "cancel_order"]
 
@@ -293,6 +295,10 @@ def check_restored_tenant(conn: psycopg.Connection, old: str, new: str, restore_
                                                   else f"hello from {old} -- not a comment")
     some_id = one(conn, q("SELECT min(id) FROM {S}.orders"))
     assert one(conn, q("SELECT {S}.label_of(%s)"), (some_id,)) == f"label {some_id}"
+    # the table named like its schema, as a column qualifier: reads the new schema
+    assert one(conn, q("SELECT {S}.self_vals()")) == "v1,v2,v3,v4,v5"
+    assert one(conn, q("SELECT {O}.self_vals()")) == ("damaged,damaged,damaged,damaged,damaged"
+                                                      if old == "Tenant B" else "v1,v2,v3,v4,v5")
 
     # -- functions, triggers and procedures WRITE the new schema
     prod_audit = one(conn, q("SELECT count(*) FROM {O}.audit_log"))

@@ -223,6 +223,13 @@ BEGIN
 END
 $$;
 
+-- the table named like its schema, used as a column qualifier
+CREATE FUNCTION @S@.self_vals() RETURNS text LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT string_agg(@S@.val, ',' ORDER BY @S@.id) FROM @S@.@S@);
+END
+$$;
+
 -- trigger functions: one writes through dynamic SQL, one through an E'' string
 CREATE FUNCTION @S@.log_order() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
