@@ -72,7 +72,8 @@ def _mark_created(conn: psycopg.Connection, manifest: Manifest) -> None:
 
 
 def apply_post(target: Endpoint, store: ArtifactStore, *, jobs: int = 2,
-               reporter: Reporter | None = None, maintenance_work_mem: str = "512MB") -> None:
+               reporter: Reporter | None = None,
+               maintenance_work_mem: str = dump.DEFAULT_MAINTENANCE_WORK_MEM) -> None:
     """Indexes, constraints, triggers, policies… with `jobs` parallel connections."""
     reporter = reporter or NullReporter()
     manifest = Manifest.load(store)

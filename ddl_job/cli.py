@@ -15,7 +15,7 @@ import sys
 from dataclasses import asdict, is_dataclass
 from typing import Any, Callable
 
-from . import apply, copy, drop, extract, pipeline, precheck, verify
+from . import apply, copy, drop, dump, extract, pipeline, precheck, verify
 from .artifacts import open_store
 from .conn import SOURCE_ENV, TARGET_ENV, Endpoint
 from .errors import DataPlaneError
@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("section", choices=["pre", "post"])
     p.add_argument("--artifacts", required=True)
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--maintenance-work-mem", default="512MB",
-                   help="per connection, for index builds (post-data)")
+    p.add_argument("--maintenance-work-mem", default=dump.DEFAULT_MAINTENANCE_WORK_MEM,
+                   help="per connection, for index builds (post-data); larger is often "
+                        "slower (cache-hostile sorts)")
 
     p = steps.add_parser("copy", help="copy all rows and sequence values")
     p.add_argument("--artifacts", required=True)
