@@ -15,7 +15,11 @@ Why it looks like this (FACTS.md, "Data copy throughput"):
   first. Tables larger than one chunk are split into ctid page ranges (a TID
   range scan reads only those pages, PostgreSQL ≥ 14), so a single big table
   keeps every worker busy. The last range of a table has no upper bound:
-  rows beyond the size measured at planning time are never missed.
+  rows beyond the size measured at planning time are never missed. Equal
+  chunks are taken round-robin across tables, so workers seldom append to
+  the same table at once: its pages then keep the source's order, and an
+  index build on a key in insertion order sorts presorted input (measured
+  here: a PK build on 8 M rows, 3.4 s in order vs 4.2-5.2 s interleaved).
 - Every source session shares one exported snapshot, so all ranges and
   tables are read at the same instant even if the copy were being written.
 - Source sessions run with `row_security=off`: row-level security can then
@@ -82,18 +86,19 @@ def plan_units(tables: list[catalog.Table], *, jobs: int, block_size: int = 8192
         chunk_pages = max(total // (max(jobs, 1) * CHUNKS_PER_WORKER),
                           MIN_CHUNK_BYTES // block_size)
     chunk_pages = max(int(chunk_pages), 1)
-    units: list[Unit] = []
-    for table in tables:
+    ranked: list[tuple[int, int, int, Unit]] = []   # (-weight, chunk no., table no., unit)
+    for rank, table in enumerate(tables):
         if not split or table.pages <= chunk_pages:
-            units.append(Unit(table, weight=table.pages))
+            ranked.append((-table.pages, 0, rank, Unit(table, weight=table.pages)))
             continue
-        for first in range(0, table.pages, chunk_pages):
+        for number, first in enumerate(range(0, table.pages, chunk_pages)):
             end = first + chunk_pages
             last = end >= table.pages
-            units.append(Unit(table, first, None if last else end,
-                              min(end, table.pages) - first))
-    units.sort(key=lambda u: u.weight, reverse=True)
-    return units, chunk_pages
+            weight = min(end, table.pages) - first
+            ranked.append((-weight, number, rank,
+                           Unit(table, first, None if last else end, weight)))
+    ranked.sort(key=lambda entry: entry[:3])
+    return [entry[3] for entry in ranked], chunk_pages
 
 
 def copy_sql(unit: Unit, *, binary: bool = True) -> tuple[sql.Composed, sql.Composed]:

@@ -139,6 +139,13 @@ def test_plan_units_splits_large_tables_with_open_last_range():
     assert ranges == [(0, 300), (300, 600), (600, 900), (900, None)]
     assert [u for u in units if u.table is small][0].first_page is None
     assert [u.weight for u in units] == sorted((u.weight for u in units), reverse=True)
+    # Equal chunks alternate between tables (workers seldom append to one
+    # table at once), and each table's chunks stay in page order.
+    other = catalog.Table("s", "other", 650, 0, ("a",))
+    units, _ = plan_units([big, other], jobs=2, chunk_pages=300)
+    assert [(u.table.name, u.first_page) for u in units] == [
+        ("big", 0), ("other", 0), ("big", 300), ("other", 300), ("big", 600),
+        ("big", 900), ("other", 600)]
     # Old servers (no TID range scans) copy whole tables.
     units, _ = plan_units([big, small], jobs=2, chunk_pages=300, split=False)
     assert all(u.first_page is None for u in units)
