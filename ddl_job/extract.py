@@ -21,8 +21,10 @@ from psycopg import sql
 from . import dump
 from .artifacts import ArtifactStore
 from .catalog import existing_schemas, schemas_marked_by
+from .caveats import report_caveats
 from .conn import Endpoint, same_database
 from .errors import DataPlaneError
+from .links import cut_cross_schema_links
 from .manifest import ARCHIVE, FULL_SQL, POST_LIST, POST_SQL, PRE_SQL, Manifest
 from .marker import carries_marker, validate_restore_id, with_marker
 from .names import target_names
@@ -112,6 +114,8 @@ def rename_in_copy(src: psycopg.Connection, mapping: dict[str, str], restore_id:
                              f"the source copy already has schemas named {clashing}; "
                              "choose another suffix")
     _refuse_extension_members(src, list(mapping))
+    report_caveats(src, list(to_rename), reporter)
+    cut_cross_schema_links(src, list(to_rename), reporter)
 
     src.execute("SET LOCAL search_path = pg_catalog")
     src.execute("SET LOCAL check_function_bodies = off")
@@ -184,26 +188,37 @@ def rewrite_routines(src: psycopg.Connection, mapping: dict[str, str],
 
 
 def column_qualifiers(src: psycopg.Connection, mapping: dict[str, str]) -> dict[str, set[str]]:
-    """For each old name, the columns of relations so named that are not schema objects.
+    """For each old name, the column names `old.x` may mean, that are not schema objects.
 
-    With a table named like its schema, `tenant.x` in a routine body names
-    that table's column `x` when `x` is not also a relation, routine or type
-    of the (renamed) schema: the rewriter must then leave it alone.
+    A table, alias or plpgsql variable named like its schema makes `tenant.x`
+    in a routine body name a column `x` of some row, not the object `x` of
+    schema `tenant`. Candidates: columns of relations named like the schema
+    and of every relation in the renamed schemas, minus every relation,
+    routine, type, collation and text search object of the schema; the
+    rewriter leaves such `tenant.x` alone.
     """
     rows = src.execute(
         """
         WITH m(old, new) AS (SELECT * FROM unnest(%s::text[], %s::text[])),
+        ns AS (SELECT m.old, n.oid FROM m JOIN pg_namespace n ON n.nspname = m.new),
         members AS (
-            SELECT m.old, c.relname AS name FROM m
-            JOIN pg_namespace n ON n.nspname = m.new JOIN pg_class c ON c.relnamespace = n.oid
-            UNION SELECT m.old, p.proname FROM m
-            JOIN pg_namespace n ON n.nspname = m.new JOIN pg_proc p ON p.pronamespace = n.oid
-            UNION SELECT m.old, t.typname FROM m
-            JOIN pg_namespace n ON n.nspname = m.new JOIN pg_type t ON t.typnamespace = n.oid)
-        SELECT DISTINCT m.old, a.attname FROM m
-        JOIN pg_class c ON c.relname = m.old AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+            SELECT ns.old, c.relname AS name FROM ns JOIN pg_class c ON c.relnamespace = ns.oid
+            UNION SELECT ns.old, p.proname FROM ns JOIN pg_proc p ON p.pronamespace = ns.oid
+            UNION SELECT ns.old, t.typname FROM ns JOIN pg_type t ON t.typnamespace = ns.oid
+            UNION SELECT ns.old, o.collname FROM ns
+                JOIN pg_collation o ON o.collnamespace = ns.oid
+            UNION SELECT ns.old, f.cfgname FROM ns
+                JOIN pg_ts_config f ON f.cfgnamespace = ns.oid
+            UNION SELECT ns.old, d.dictname FROM ns
+                JOIN pg_ts_dict d ON d.dictnamespace = ns.oid),
+        sources AS (
+            SELECT m.old, c.oid FROM m JOIN pg_class c ON c.relname = m.old
+            UNION SELECT m.old, c.oid FROM m, pg_class c
+                WHERE c.relnamespace IN (SELECT oid FROM ns))
+        SELECT DISTINCT s.old, a.attname FROM sources s
+        JOIN pg_class c ON c.oid = s.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-        WHERE NOT EXISTS (SELECT 1 FROM members x WHERE x.old = m.old AND x.name = a.attname)
+        WHERE NOT EXISTS (SELECT 1 FROM members x WHERE x.old = s.old AND x.name = a.attname)
         """, (list(mapping), list(mapping.values()))).fetchall()
     qualifiers: dict[str, set[str]] = {}
     for old, column in rows:
