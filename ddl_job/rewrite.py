@@ -22,12 +22,12 @@ quoted identifiers and comments, and rewrites only
 Comments and every other literal are left byte for byte; names that merely
 contain an old name (`tenant_ref`, `'tenant rocks'`) never match.
 
-A table named like its schema makes `tenant.x` ambiguous: schema `tenant`,
-object `x`, or table `tenant`, column `x`. Given the catalog's answer
-(`column_qualifiers`: for each old name, the columns of relations so named
-that are not also objects of the schema), `tenant.x` is left alone when `x`
-is such a column and is not followed by `(` or `.`; `tenant.*` is left alone
-when a relation is named like the schema.
+A table, alias or plpgsql variable named like the schema makes `tenant.x`
+ambiguous: schema `tenant`, object `x`, or relation `tenant`, column `x`.
+Given the catalog's answer (`column_qualifiers`: for each old name, column
+names that are not also objects of the schema), `tenant.x` is left alone
+when `x` is such a column and is not followed by `(` or `.`. `tenant.*` is
+always a row reference, never a schema one, and is left alone.
 """
 
 from __future__ import annotations
@@ -252,10 +252,7 @@ class Rewriter:
 
 
     def _qualifies_a_column(self, tokens: list[_Token], index: int, tok: _Token) -> bool:
-        """`tenant.x` where `tenant` is a table named like the schema and `x` its column."""
-        columns = self.column_qualifiers.get(tok.value)
-        if not columns:
-            return False
+        """`tenant.x` where `tenant` names a row source (table, alias, variable)."""
         dot = _neighbour_index(tokens, index, 1)
         member_at = None if dot is None else _neighbour_index(tokens, dot, 1)
         if member_at is None:
@@ -263,6 +260,7 @@ class Rewriter:
         member = tokens[member_at]
         if member.kind == "punct" and member.text == "*":
             return True
+        columns = self.column_qualifiers.get(tok.value, set())
         if member.kind not in ("word", "qident") or member.value not in columns:
             return False
         follower = _neighbour(tokens, member_at, 1)

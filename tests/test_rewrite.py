@@ -131,9 +131,19 @@ def test_column_qualifier_knowledge_never_hides_a_schema_reference():
     # a member that is not a column of the table named like the schema
     assert rewrite_sql("INSERT INTO customer_a1.audit VALUES (1)", M, COLUMNS)[0] == \
         "INSERT INTO customer_a1_rst.audit VALUES (1)"
-    # no table named like this schema: `*` and columns are not special
+    # a member that is no known column stays a schema reference
     assert rewrite_sql('SELECT "Tenant B".val FROM t', M, COLUMNS)[0] == \
         'SELECT "Tenant B_rst".val FROM t'
+
+
+def test_row_reference_named_like_the_schema_is_left_alone():
+    # `tenant.*` is a row, never a schema; an alias or variable named like the
+    # schema qualifies the columns the catalog lists
+    assert rw("SELECT customer_a1.* FROM customer_a1.orders customer_a1") == \
+        "SELECT customer_a1.* FROM customer_a1_rst.orders customer_a1"
+    assert rewrite_sql("SELECT sum(customer_a1.amount) FROM customer_a1.orders AS customer_a1",
+                       M, {"customer_a1": {"amount"}})[0] == \
+        "SELECT sum(customer_a1.amount) FROM customer_a1_rst.orders AS customer_a1"
 
 
 # -- comments and literals --------------------------------------------------
