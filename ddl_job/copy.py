@@ -63,6 +63,8 @@ _COMMON_SETTINGS = {
     "idle_in_transaction_session_timeout": "0",
     "DateStyle": "ISO", "IntervalStyle": "postgres", "TimeZone": "UTC",
     "extra_float_digits": "3",
+    # reg* values as text are qualified names unless in pg_catalog
+    "search_path": "pg_catalog",
 }
 SOURCE_SETTINGS = {**_COMMON_SETTINGS, "row_security": "off"}
 TARGET_SETTINGS = {**_COMMON_SETTINGS, "synchronous_commit": "off"}
@@ -337,7 +339,10 @@ def _table_facts(conn: psycopg.Connection, schemas: list[str]
     """Heap+TOAST size per table (no indexes), and tables needing text COPY.
 
     Text is needed when a copied column's type (through domains) or its array
-    element type has no binary send/receive function.
+    element type has no binary send/receive function, or is a reg* type: in
+    binary those are bare OIDs, which name other objects in the target; as
+    text (search_path = pg_catalog) they are qualified names, and names in
+    the renamed schemas resolve to the restored objects.
     """
     rows = conn.execute(
         """
@@ -356,7 +361,9 @@ def _table_facts(conn: psycopg.Connection, schemas: list[str]
         SELECT n.nspname, c.relname, pg_table_size(c.oid),
                EXISTS (SELECT 1 FROM cols JOIN pg_type t ON t.oid = cols.typ
                        WHERE cols.rel = c.oid AND t.typtype <> 'd'
-                         AND (t.typsend = 0 OR t.typreceive = 0))
+                         AND (t.typsend = 0 OR t.typreceive = 0
+                              OR (t.typnamespace = 'pg_catalog'::regnamespace
+                                  AND t.typcategory = 'N' AND t.typname LIKE 'reg%%')))
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = ANY(%(schemas)s) AND c.relkind = 'r'
         """, {"schemas": schemas}).fetchall()
