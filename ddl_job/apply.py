@@ -87,7 +87,12 @@ def apply_post(target: Endpoint, store: ArtifactStore, *, jobs: int = 2,
     with tempfile.TemporaryDirectory(prefix="pgsr-post-") as tmp:
         archive = store.fetch(ARCHIVE, Path(tmp))
         toc_list = store.fetch(POST_LIST, Path(tmp))
-        dump.restore_list(archive, toc_list, target, jobs, maintenance_work_mem)
+        lines = toc_list.read_text().splitlines()
+        for number, (chunk, parallel) in enumerate(dump.post_data_passes(lines), 1):
+            pass_list = Path(tmp) / f"post-pass-{number}.list"
+            pass_list.write_text("".join(line + "\n" for line in chunk))
+            dump.restore_list(archive, pass_list, target, jobs if parallel else 1,
+                              maintenance_work_mem)
         done = Path(tmp) / POST_DONE
         done.write_text(manifest.restore_id + "\n")
         store.put_file(POST_DONE, done)

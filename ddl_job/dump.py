@@ -70,6 +70,34 @@ def toc(archive: Path, section: str, endpoint: Endpoint) -> list[TocEntry]:
     return entries
 
 
+# `pg_restore --jobs` can deadlock an `ALTER INDEX … ATTACH PARTITION` against
+# index builds on the same partition tree (PostgreSQL before 17; seen here on
+# a two-level partitioned table). So post-data runs in passes: (1) everything
+# else in parallel; (2) index attachments one at a time; (3) foreign keys,
+# which may need a partitioned PK whose attachments are done, and comments,
+# which may be on those keys, in parallel.
+_ATTACH_PASS = ("INDEX ATTACH ",)
+_LAST_PASS = ("FK CONSTRAINT ", "COMMENT ", "SECURITY LABEL ")
+
+
+def post_data_passes(lines: list[str]) -> list[tuple[list[str], bool]]:
+    """Split a post-data TOC list into ordered passes: (lines, may run in parallel)."""
+    first: list[str] = []
+    attach: list[str] = []
+    last: list[str] = []
+    for line in lines:
+        match = _TOC_LINE.match(line)
+        rest = line[match.end():] if match else ""
+        if rest.startswith(_ATTACH_PASS):
+            attach.append(line)
+        elif rest.startswith(_LAST_PASS):
+            last.append(line)
+        else:
+            first.append(line)
+    passes = [(first, True), (attach, False), (last, True)]
+    return [(chunk, parallel) for chunk, parallel in passes if chunk]
+
+
 def write_list(entries: list[TocEntry], path: Path) -> Path:
     path.write_text("".join(e.line + "\n" for e in entries))
     return path

@@ -9,7 +9,7 @@ import os
 import pytest
 from psycopg import sql
 
-from ddl_job import catalog
+from ddl_job import catalog, dump
 from ddl_job.conn import Endpoint
 from ddl_job.copy import copy_data, plan_units, sync_sequences
 from ddl_job.errors import DataPlaneError
@@ -271,3 +271,22 @@ def test_sync_sequences_alone(copyhost, pair):
     assert result == {"sequences": 3}
     with copyhost.connect(src) as s, copyhost.connect(tgt) as t:
         assert _sequences(t, SCHEMAS) == _sequences(s, SCHEMAS)
+
+
+def test_post_data_passes_serialise_index_attachments():
+    lines = [
+        "301; 1259 16500 INDEX p_r1 m_day_idx postgres",
+        "302; 1259 16501 INDEX p_r1 m_eu_day_idx postgres",
+        "303; 0 0 INDEX ATTACH p_r1 m_eu_day_idx postgres",
+        "304; 2606 16510 CONSTRAINT p_r1 m m_pkey postgres",
+        "305; 2606 16520 FK CONSTRAINT p_r1 notes notes_id_fkey postgres",
+        "306; 0 0 COMMENT p_r1 CONSTRAINT notes_id_fkey ON notes postgres",
+        "307; 2620 16530 TRIGGER p_r1 m touch postgres",
+    ]
+    assert dump.post_data_passes(lines) == [
+        ([lines[0], lines[1], lines[3], lines[6]], True),
+        ([lines[2]], False),
+        ([lines[4], lines[5]], True),
+    ]
+    # empty passes are skipped
+    assert dump.post_data_passes([lines[0]]) == [([lines[0]], True)]
