@@ -75,7 +75,7 @@ def toc(archive: Path, section: str, endpoint: Endpoint) -> list[TocEntry]:
 # a two-level partitioned table). So post-data runs in passes: (1) everything
 # else in parallel; (2) index attachments one at a time; (3) foreign keys,
 # which may need a partitioned PK whose attachments are done, and comments,
-# which may be on those keys, in parallel.
+# which may be on those keys, in parallel. Without attachments, one pass.
 _ATTACH_PASS = ("INDEX ATTACH ",)
 _LAST_PASS = ("FK CONSTRAINT ", "COMMENT ", "SECURITY LABEL ")
 
@@ -94,6 +94,8 @@ def post_data_passes(lines: list[str]) -> list[tuple[list[str], bool]]:
             last.append(line)
         else:
             first.append(line)
+    if not attach:  # one pass: FK validations overlap the remaining index builds
+        return [(lines, True)] if lines else []
     passes = [(first, True), (attach, False), (last, True)]
     return [(chunk, parallel) for chunk, parallel in passes if chunk]
 
