@@ -22,15 +22,22 @@ from .progress import Reporter
 from .rewrite import rewrite_sql
 
 
-def report_caveats(src: psycopg.Connection, schemas: list[str], reporter: Reporter) -> None:
-    """Emit one warning per kind of caveat found in `schemas` of the source copy."""
+def report_caveats(src: psycopg.Connection, schemas: list[str],
+                   reporter: Reporter) -> list[str]:
+    """Emit one warning per kind of caveat found in `schemas`; return their texts."""
+    found: list[str] = []
+
+    def warn(caveat: str, objects: list[str], message: str) -> None:
+        reporter.emit("warning", caveat=caveat, objects=objects, message=message)
+        found.append(f"{caveat}: {message}: {', '.join(objects)}")
+
     unlogged = _names(src, """
         SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p') AND c.relpersistence = 'u'
         ORDER BY 1""", schemas)
     if unlogged:
-        reporter.emit("warning", caveat="UnloggedTables", objects=unlogged, message=(
+        warn("UnloggedTables", unlogged, (
             "unlogged tables are empty in a point-in-time copy or snapshot (their contents "
             "are not WAL-logged); they are restored empty"))
     large = _names(src, """
@@ -42,7 +49,7 @@ def report_caveats(src: psycopg.Connection, schemas: list[str], reporter: Report
           AND (t.oid = 'oid'::regtype OR t.typname = 'lo')
         ORDER BY 1""", schemas)
     if large:
-        reporter.emit("warning", caveat="LargeObjectReferences", objects=large, message=(
+        warn("LargeObjectReferences", large, (
             "large objects live outside every schema and are not restored; these columns "
             "keep their OIDs, which point at production's current large objects, if any"))
     outside = [signature for signature, body in src.execute("""
@@ -52,10 +59,11 @@ def report_caveats(src: psycopg.Connection, schemas: list[str], reporter: Report
         WHERE n.nspname = ANY(%s) AND NOT g.tgisinternal AND pn.nspname <> ALL(%s)
         ORDER BY 1""", (schemas, schemas)).fetchall() if _names_a_schema(body, schemas)]
     if outside:
-        reporter.emit("warning", caveat="OutsideTriggerFunctions", objects=outside, message=(
+        warn("OutsideTriggerFunctions", outside, (
             "trigger functions outside the restored schemas name a restored schema in their "
             "text; they are not rewritten, so restored triggers calling them act on "
             "production's schema"))
+    return found
 
 
 def _names_a_schema(body: str, schemas: list[str]) -> bool:

@@ -174,7 +174,10 @@ def write_termination_log(record: dict[str, Any]) -> None:
     if len(text.encode()) > _TERMINATION_LIMIT and isinstance(record.get("result"), dict):
         scalars = {k: v for k, v in record["result"].items()
                    if isinstance(v, (str, int, float, bool)) or v is None}
-        text = json.dumps({**record, "result": {**scalars, "truncated": True}}, default=str)
+        # Warnings matter to the user: keep the first few, shortened.
+        warnings = [str(w)[:300] for w in record["result"].get("warnings") or []][:5]
+        text = json.dumps({**record, "result": {**scalars, "warnings": warnings,
+                                                 "truncated": True}}, default=str)
     if len(text.encode()) > _TERMINATION_LIMIT:
         text = json.dumps({k: (str(v)[:3000] if k == "message" else v)
                            for k, v in record.items() if k != "result"}, default=str)

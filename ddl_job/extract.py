@@ -59,7 +59,7 @@ def extract(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str,
         check_targets_free(tgt, mapping, target, restore_id)
         tgt.rollback()
         reporter.emit("checked", schemas=mapping, target=target.describe())
-        rewritten = rename_in_copy(src, mapping, restore_id, source, reporter)
+        rewritten, warnings = rename_in_copy(src, mapping, restore_id, source, reporter)
         version = src.info.server_version
 
     with tempfile.TemporaryDirectory(prefix="pgsr-extract-") as tmp:
@@ -68,7 +68,7 @@ def extract(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str,
                         mapping, mode, workdir, store)
         manifest = Manifest(restore_id=restore_id, mode=mode, schemas=mapping,
                             source_database=source.dbname, server_version=version,
-                            rewritten_functions=rewritten)
+                            rewritten_functions=rewritten, warnings=warnings)
         manifest.save(store, workdir)
     reporter.emit("artifacts", location=store.location, files=store.names())
     return manifest
@@ -88,8 +88,10 @@ def check_targets_free(tgt: psycopg.Connection, mapping: dict[str, str],
 
 
 def rename_in_copy(src: psycopg.Connection, mapping: dict[str, str], restore_id: str,
-                   source: Endpoint, reporter: Reporter) -> list[str]:
+                   source: Endpoint, reporter: Reporter) -> tuple[list[str], list[str]]:
     """Rename the schemas in the copy and rewrite text references; one transaction.
+
+    Returns the rewritten routines and the warnings (caveats, links cut).
 
     Idempotent: a schema already renamed by this restore (its marker is on the
     new name) is left as it is, so a re-run after a crash continues.
@@ -114,8 +116,10 @@ def rename_in_copy(src: psycopg.Connection, mapping: dict[str, str], restore_id:
                              f"the source copy already has schemas named {clashing}; "
                              "choose another suffix")
     _refuse_extension_members(src, list(mapping))
-    report_caveats(src, list(to_rename), reporter)
-    cut_cross_schema_links(src, list(to_rename), reporter)
+    # A resumed run finds some schemas already renamed: look at them as they are.
+    current = [old if old in to_rename else new for old, new in mapping.items()]
+    warnings = report_caveats(src, current, reporter)
+    warnings += cut_cross_schema_links(src, list(to_rename), reporter)
 
     src.execute("SET LOCAL search_path = pg_catalog")
     src.execute("SET LOCAL check_function_bodies = off")
@@ -129,7 +133,7 @@ def rename_in_copy(src: psycopg.Connection, mapping: dict[str, str], restore_id:
         reporter.emit("renamed", schema=old, target=new)
     rewritten = rewrite_routines(src, mapping, reporter)
     src.commit()
-    return rewritten
+    return rewritten, warnings
 
 
 def _schema_comment(conn: psycopg.Connection, name: str) -> str | None:

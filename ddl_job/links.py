@@ -24,7 +24,7 @@ from .progress import Reporter
 
 def cut_cross_schema_links(src: psycopg.Connection, schemas: list[str],
                            reporter: Reporter) -> list[str]:
-    """Detach/un-inherit every parent-child pair with exactly one side in `schemas`."""
+    """Detach/un-inherit every pair with exactly one side in `schemas`; return warnings."""
     rows = src.execute(
         """
         SELECT cn.nspname, c.relname, pn.nspname, p.relname, c.relispartition,
@@ -58,5 +58,5 @@ def cut_cross_schema_links(src: psycopg.Connection, schemas: list[str],
                    f"{child_schema}.{child} (not restored) was {kind} "
                    f"{parent_schema}.{parent}: its rows are not part of the restore")
         reporter.emit("warning", link=label, message=message)
-        cut.append(label)
+        cut.append(message)
     return cut

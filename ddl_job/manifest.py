@@ -30,6 +30,7 @@ class Manifest:
     source_database: str
     server_version: int
     rewritten_functions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)   # what the restore cannot bring back
     version: int = 1
 
     @property

@@ -30,6 +30,7 @@ class FromCopyResult:
     verify: dict[str, Any] = field(default_factory=dict)
     artifacts: str | None = None
     rewritten_functions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def from_copy(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str, *,
@@ -60,6 +61,7 @@ def from_copy(source: Endpoint, target: Endpoint, schemas: list[str], suffix: st
             disposable_source=disposable_source, reporter=r))
         result.schemas = manifest.schemas
         result.rewritten_functions = manifest.rewritten_functions
+        result.warnings = manifest.warnings
         try:
             step("apply-pre", lambda r: apply.apply_pre(target, store, r))
             created = True

@@ -69,3 +69,10 @@ def test_queued_restore_explains_why():
     assert "free slot" in cond["Succeeded"]["message"]
     assert status["phase"] == "Queued"
 
+
+
+def test_warnings_are_in_the_status():
+    record = RestoreRecord(restore_id="r1", spec=SPEC, phase="Succeeded",
+                           completed=["Initialize"], warnings=["UnloggedTables: empty: a.t"])
+    assert status_for(record, 1)["warnings"] == ["UnloggedTables: empty: a.t"]
+    assert status_for(RestoreRecord(restore_id="r2", spec=SPEC), 1)["warnings"] == []

@@ -322,6 +322,7 @@ def test_unlogged_table_from_a_real_pitr_copy_comes_back_empty(prod, new_db, mak
     assert run.last["result"]["verify"]["ok"] is True
     assert [(w["caveat"], w["objects"]) for w in run.find("warning")] == \
         [("UnloggedTables", ["u.cache"])], str(run)
+    assert [w.split(":")[0] for w in run.last["result"]["warnings"]] == ["UnloggedTables"]
     with prod.connect(db) as conn:
         assert one(conn, "SELECT count(*) FROM u_r1.kept") == 50
         assert one(conn, "SELECT count(*) FROM u.cache") == 50

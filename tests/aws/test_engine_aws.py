@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 import boto3
 import pytest
+from psycopg import sql
 
 from ddl_job.errors import DataPlaneError
 from pg_schema_restore.aws.audit import DynamoAudit
@@ -500,3 +501,22 @@ def test_failure_after_pre_data_drops_the_new_schemas_and_cleans_up(aws_world):
     assert_failed_clean(aws_world, record, before, "AwsError", "DataCopy")
     assert "AccessDenied" in record.error["message"]
     assert sorted(record.result["droppedSchemas"]) == sorted(record.targets.values())
+
+
+@pytest.mark.e2e
+def test_warnings_reach_the_record_and_the_events(aws_world):
+    """What a schema restore cannot bring back is said in the record and as events."""
+    with aws_world.prod.connect(aws_world.database, autocommit=True) as conn:
+        conn.execute("CREATE UNLOGGED TABLE customer_a1.cache (k int)")
+        conn.execute("INSERT INTO customer_a1.cache SELECT generate_series(1, 10)")
+        conn.execute(sql.SQL("ALTER TABLE customer_a1.cache OWNER TO {}").format(
+            sql.Identifier(aws_world.role)))
+    point = restore_point()
+    events: list[dict] = []
+    record = aws_world.run(aws_world.spec(restoreTime=iso(point)), events=events)
+    assert record.phase == "Succeeded", record.error
+    assert [w.split(":")[0] for w in record.warnings] == ["UnloggedTables"]
+    assert "customer_a1.cache" in record.warnings[0]
+    assert [e["message"] for e in events if e.get("event") == "restore_warning"] == \
+        record.warnings
+    assert aws_world.leftovers(record.restore_id) == []

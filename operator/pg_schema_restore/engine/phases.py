@@ -109,10 +109,15 @@ def schema_extraction(record: RestoreRecord, ctx: Context) -> None:
     location = artifacts_location(record, ctx)
     record.resources["artifacts"] = location
     ctx.save(record)
-    _step(ctx, record, "extract", [
+    extracted = _step(ctx, record, "extract", [
         "extract", *_schema_args(record), "--suffix", record.resources["suffix"],
         "--artifacts", location, "--restore-id", record.restore_id,
         "--mode", spec.dataCopy, "--disposable-source"])
+    for warning in (extracted or {}).get("warnings") or []:
+        if warning not in record.warnings:
+            record.warnings.append(warning)
+            ctx.on_event({"event": "restore_warning", "restoreId": record.restore_id,
+                          "message": warning})
     # From here production may hold our schemas: failure cleanup must look.
     record.schemas_created = True
     ctx.save(record)

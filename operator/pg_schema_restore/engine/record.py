@@ -59,6 +59,7 @@ class RestoreRecord:
     schemas_created: bool = False          # pre-data committed in production
     cleanup_requested: bool = False
     error: dict[str, str] | None = None    # {phase, reason, message}
+    warnings: list[str] = field(default_factory=list)  # what the restore cannot bring back
     result: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -113,6 +113,8 @@ class _StatusWriter:
         elif kind == "phase_failed":
             kopf.warn(self.body, reason=event.get("reason") or "Failed",
                       message=f"{event['phase']}: {event.get('message', '')}"[:1000])
+        elif kind == "restore_warning":
+            kopf.warn(self.body, reason="RestoreWarning", message=str(event["message"])[:1000])
         elif kind == "phase_started":
             log.info("restore %s: phase %s", event.get("restoreId"), event.get("phase"))
 

@@ -87,6 +87,7 @@ def status_for(record: RestoreRecord, generation: int,
         "startTime": record.started_at,
         "completionTime": record.finished_at,
         "conditions": conditions,
+        "warnings": record.warnings,
         "record": record.to_dict(),
     }
 
