@@ -520,3 +520,33 @@ def test_warnings_reach_the_record_and_the_events(aws_world):
     assert [e["message"] for e in events if e.get("event") == "restore_warning"] == \
         record.warnings
     assert aws_world.leftovers(record.restore_id) == []
+
+
+@pytest.mark.e2e
+def test_failed_cleanup_is_retried_and_keeps_a_succeeded_restore(aws_world):
+    """Cleanup fails after a good restore: the temp DB is still there. A retry
+    deletes it and ends Succeeded, and never drops the schemas just restored."""
+    point, expected, before = prepare(aws_world)
+    aws_world.sim.fail("rds.DeleteDBInstance", code="AccessDenied")
+    ctx = aws_world.context()
+    record = runner.run(aws_world.record(aws_world.spec(restoreTime=iso(point))), ctx)
+    assert record.phase == "Failed"
+    assert record.error["reason"] == "CleanupFailed", record.error
+    assert "AccessDenied" in record.error["message"]
+    assert runner.cleanup_pending(record)
+    assert aws_world.leftovers(record.restore_id) != []        # the paid instance is left
+    restored = {t: aws_world.counts(t) for t in record.targets.values()}
+    assert restored == {record.targets[t]: expected[t] for t in TENANTS}
+
+    runner.retry_cleanup(record, aws_world.context())
+    assert record.phase == "Succeeded", record.error
+    assert not runner.cleanup_pending(record)
+    assert record.result["cleanupRetries"] == 1
+    assert "AccessDenied" in record.result["previousCleanupErrors"][0]
+    assert aws_world.leftovers(record.restore_id) == []
+    # the restored schemas are the result: still there, still whole
+    assert {t: aws_world.counts(t) for t in record.targets.values()} == restored
+    after = aws_world.fingerprint()
+    assert {k: after[k] for k in before} == before
+    item = audit_item(record.restore_id)
+    assert item["status"] == "Succeeded" and not item.get("cleanupErrors")

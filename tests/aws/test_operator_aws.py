@@ -28,9 +28,9 @@ CRD = "crds/schemarestores.pgschemarestore.io.yaml"
 GROUP, VERSION, PLURAL = "pgschemarestore.io", "v1alpha1", "schemarestores"
 
 
-@pytest.mark.e2e
-def test_operator_restores_on_aws(aws_world, kube_cluster, monkeypatch, request):  # noqa: F811
-    ns = "aws-operator"
+def _start(aws_world, kube_cluster, monkeypatch, request, ns: str,
+           **config) -> tuple[dict, int, int]:  # noqa: F811
+    """CRD, namespace, operator config on moto; returns (minimal spec, ports)."""
     kube_cluster.kubectl("apply", "--validate=false", "-f",
                          str(request.config.rootpath / CRD))
     kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
@@ -46,23 +46,33 @@ def test_operator_restores_on_aws(aws_world, kube_cluster, monkeypatch, request)
     metrics_port, health_port = free_port(), free_port()
     handlers.configure(OperatorConfig(
         provider="aws", executor="job", artifacts_root=f"s3://{BUCKET}/operator",
-        spec_defaults=defaults, metrics_port=metrics_port, max_concurrent=2))
+        spec_defaults=defaults, metrics_port=metrics_port, max_concurrent=2, **config))
     monkeypatch.setattr(k8s_context, "SESSION_FACTORY", aws_world.sim.session)
-
     point = restore_point()
+    minimal = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SchemaRestore",
+               "metadata": {"name": "seed-input", "namespace": ns},
+               "spec": {"database": aws_world.database, "schemas": list(TENANTS),
+                        "restoreTime": point.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}
+    return minimal, metrics_port, health_port
+
+
+def _kopf(ns: str, health_port: int) -> KopfRunner:
+    return KopfRunner(["run", "-m", "pg_schema_restore.k8s.handlers", "--namespace", ns,
+                       "--standalone", f"--liveness=http://127.0.0.1:{health_port}/healthz"])
+
+
+@pytest.mark.e2e
+def test_operator_restores_on_aws(aws_world, kube_cluster, monkeypatch, request):  # noqa: F811
+    ns = "aws-operator"
+    minimal, metrics_port, health_port = _start(aws_world, kube_cluster, monkeypatch,
+                                                request, ns)
     expected = {t: aws_world.counts(t) for t in TENANTS}
     aws_world.damage()
     before = aws_world.fingerprint()
     api = kube_cluster.api_client()
     kubelet = LocalKubelet(api, ns).start()
-    minimal = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SchemaRestore",
-               "metadata": {"name": "seed-input", "namespace": ns},
-               "spec": {"database": aws_world.database, "schemas": list(TENANTS),
-                        "restoreTime": point.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}
     try:
-        with KopfRunner(["run", "-m", "pg_schema_restore.k8s.handlers", "--namespace", ns,
-                         "--standalone", f"--liveness=http://127.0.0.1:{health_port}/healthz"]
-                        ) as runner:
+        with _kopf(ns, health_port) as runner:
             kube_cluster.kubectl("apply", "-f", "-", input=json.dumps(minimal))
             kube_cluster.kubectl("wait", "--for=condition=Succeeded", "--timeout=240s",
                                  "schemarestore/seed-input", "-n", ns, timeout=260)
@@ -88,3 +98,36 @@ def test_operator_restores_on_aws(aws_world, kube_cluster, monkeypatch, request)
     assert "pgsr_phase_duration_seconds_count" in text
     assert aws_world.role_password not in json.dumps(obj)
     assert REGION in json.dumps(record["resources"])
+
+
+@pytest.mark.e2e
+def test_operator_retries_a_failed_cleanup(aws_world, kube_cluster, monkeypatch,
+                                           request):  # noqa: F811
+    """The temporary instance cannot be deleted at first: the restore reports
+    CleanupFailed, the operator retries on its own, and ends Succeeded with
+    nothing left behind and the restored schemas in place."""
+    ns = "aws-cleanup-retry"
+    minimal, _, health_port = _start(aws_world, kube_cluster, monkeypatch, request, ns,
+                                     cleanup_retry_seconds=1)
+    expected = {t: aws_world.counts(t) for t in TENANTS}
+    aws_world.sim.fail("rds.DeleteDBInstance", code="AccessDenied")
+    api = kube_cluster.api_client()
+    kubelet = LocalKubelet(api, ns).start()
+    try:
+        with _kopf(ns, health_port) as runner:
+            kube_cluster.kubectl("apply", "-f", "-", input=json.dumps(minimal))
+            kube_cluster.kubectl("wait", "--for=condition=Succeeded", "--timeout=240s",
+                                 "schemarestore/seed-input", "-n", ns, timeout=260)
+            obj = client.CustomObjectsApi(api).get_namespaced_custom_object(
+                GROUP, VERSION, ns, PLURAL, "seed-input")
+            events = client.CoreV1Api(api).list_namespaced_event(ns).items
+    finally:
+        kubelet.stop()
+    assert runner.exception is None, runner.output[-3000:]
+    record = obj["status"]["record"]
+    assert record["result"]["cleanupRetries"] == 1
+    assert "AccessDenied" in record["result"]["previousCleanupErrors"][0]
+    assert "CleanupRetry" in {e.reason for e in events}
+    assert aws_world.leftovers(record["restore_id"]) == []
+    for tenant, target in obj["status"]["targetSchemas"].items():
+        assert aws_world.counts(target) == expected[tenant]

@@ -58,6 +58,15 @@ class DynamoAudit:
     def _ddb(self) -> Any:
         return self.clients.get("dynamodb", self.region)
 
+    def _explained(self, exc: ClientError) -> Exception:
+        """A missing table is a configuration error: say which table."""
+        if error_code(exc) == "ResourceNotFoundException":
+            return DataPlaneError("AuditTableNotFound",
+                                  f"DynamoDB audit table {self.table} not found"
+                                  f"{' in ' + self.region if self.region else ''}; create it "
+                                  "or unset auditTable")
+        return exc
+
     def get(self, restore_id: str) -> dict[str, Any] | None:
         """The audit item as plain Python values (None if absent)."""
         item = self._ddb().get_item(TableName=self.table, Key={KEY: {"S": restore_id}},
@@ -91,7 +100,7 @@ class DynamoAudit:
             return
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+                raise self._explained(exc) from None
         existing = self.get(record.restore_id) or {}
         if existing.get("specHash") == item["specHash"] and existing.get("status") == "Running":
             return    # this restore, resumed: its record stays as first written
@@ -111,7 +120,8 @@ class DynamoAudit:
             "targets": record.targets,
             "error": record.error,
             "deleted": record.result.get("deleted"),
-            "cleanupErrors": record.result.get("cleanupErrors"),
+            # [] once a retried cleanup succeeds: the old errors must not linger
+            "cleanupErrors": record.result.get("cleanupErrors") or [],
         }
         values = {k: v for k, v in values.items() if v is not None}
         names = {f"#a{i}": k for i, k in enumerate(values)}
@@ -128,7 +138,7 @@ class DynamoAudit:
             return
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+                raise self._explained(exc) from None
         # No item of ours: either none at all (failed before `started`) or a stranger's.
         item = {KEY: record.restore_id, "specHash": spec_hash(record),
                 "startedAt": record.started_at,
@@ -142,7 +152,7 @@ class DynamoAudit:
                 ExpressionAttributeNames={"#key": KEY})
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+                raise self._explained(exc) from None
             raise DataPlaneError(
                 "AuditConflict",
                 f"audit table {self.table} holds a different restore with id "

@@ -87,6 +87,7 @@ def initialize(record: RestoreRecord, ctx: Context) -> None:
     # Target names free and ≤ 63 bytes, database reachable: checked in production.
     _step(ctx, record, "precheck", ["precheck", *_schema_args(record), "--suffix", suffix],
           source=False)
+    ctx.artifact_cleaner.check(artifacts_location(record, ctx))
     if ctx.audit is not None:
         ctx.audit.started(record)
     if spec.dataCopy == "dms":
@@ -158,13 +159,18 @@ def post_data(record: RestoreRecord, ctx: Context) -> None:
 def cleanup(record: RestoreRecord, ctx: Context) -> None:
     """Delete every temporary resource, in parallel; drop schemas on failure."""
     spec_dict = record.spec
-    failed = record.error is not None
+    # Only a restore that failed *before* cleanup drops its schemas: when a
+    # finished restore's cleanup is retried, its schemas are the result.
+    failed = record.error is not None and record.error.get("phase") not in CLEANUP_PHASES
     problems: list[str] = []
     if failed and record.schemas_created and spec_dict.get("onFailure") != "keep":
         try:
             dropped = _step(ctx, record, "drop", ["drop", "--restore-id", record.restore_id],
                             source=False)
-            record.result["droppedSchemas"] = dropped
+            # Merged and saved at once: a resumed cleanup's drop finds nothing left.
+            so_far = record.result.setdefault("droppedSchemas", [])
+            so_far += [name for name in dropped or [] if name not in so_far]
+            ctx.save(record)
         except DataPlaneError as exc:
             problems.append(f"drop restored schemas: {exc.message}")
     tasks: dict[str, Callable[[], Any]] = {"temporaryDatabase": lambda: ctx.temp_dbs.delete(record)}
@@ -183,6 +189,9 @@ def cleanup(record: RestoreRecord, ctx: Context) -> None:
     record.result["deleted"] = deleted
     if problems:
         raise DataPlaneError("CleanupFailed", "; ".join(problems))
+
+
+CLEANUP_PHASES = ("Cleanup", "Record")
 
 
 # -- 7 -----------------------------------------------------------------------
@@ -211,6 +220,9 @@ PHASE_FUNCTIONS: dict[str, Callable[[RestoreRecord, Context], None]] = {
 
 def local_artifact_cleaner() -> ArtifactCleaner:
     class _Cleaner:
+        def check(self, location: str) -> None:
+            open_store(location)   # a local directory: created if missing
+
         def delete(self, location: str) -> int:
             return open_store(location).delete_all()
     return _Cleaner()

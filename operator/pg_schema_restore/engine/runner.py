@@ -14,11 +14,11 @@ import time
 
 from ddl_job.errors import DataPlaneError
 
-from .phases import PHASE_FUNCTIONS, Context
+from .phases import CLEANUP_PHASES, PHASE_FUNCTIONS, Context
 from .record import PHASES, RestoreRecord, now
 
 log = logging.getLogger(__name__)
-_FAILURE_PATH = ("Cleanup", "Record")
+_FAILURE_PATH = CLEANUP_PHASES
 
 
 def _reason(exc: Exception) -> tuple[str, str]:
@@ -27,7 +27,9 @@ def _reason(exc: Exception) -> tuple[str, str]:
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:   # botocore ClientError
         code = str(response["Error"].get("Code", "AwsError"))
-        return "AwsError", f"{code}: {response['Error'].get('Message', '')}".strip()
+        operation = getattr(exc, "operation_name", None)
+        call = f"{operation}: " if operation else ""
+        return "AwsError", f"{call}{code}: {response['Error'].get('Message', '')}".strip()
     return "InternalError", f"{type(exc).__name__}: {exc}"
 
 
@@ -94,3 +96,25 @@ def request_cleanup(record: RestoreRecord) -> RestoreRecord:
                                         "message": "cleanup requested before completion"}
         record.phase = "Cleanup"
     return record
+
+
+def cleanup_pending(record: RestoreRecord) -> bool:
+    """A finished restore whose cleanup left something behind (a paid resource, maybe)."""
+    return record.done and bool(record.result.get("cleanupErrors"))
+
+
+def retry_cleanup(record: RestoreRecord, ctx: Context) -> RestoreRecord:
+    """Run Cleanup and Record again for a finished restore whose cleanup failed.
+
+    A restore that had succeeded up to its cleanup ends Succeeded once its
+    resources are gone; its schemas are never dropped by a retry.
+    """
+    if not cleanup_pending(record):
+        return record
+    record.result["cleanupRetries"] = int(record.result.get("cleanupRetries", 0)) + 1
+    record.result.setdefault("previousCleanupErrors", []).extend(
+        record.result.pop("cleanupErrors"))
+    if record.error and record.error.get("phase") in CLEANUP_PHASES:
+        record.error = None
+    record.phase, record.finished_at = "Cleanup", None
+    return run(record, ctx)

@@ -34,6 +34,9 @@ class OperatorConfig:
         "requests": {"cpu": "500m", "memory": "512Mi"},
         "limits": {"cpu": "2", "memory": "2Gi"}})
     job_deadline_seconds: int = 6 * 3600
+    # A finished restore whose cleanup failed is retried after this many
+    # seconds, doubling up to an hour, until nothing is left behind.
+    cleanup_retry_seconds: int = 60
     spec_defaults: dict[str, Any] = field(default_factory=dict)
     artifacts_root: str = ""
     audit_table: str = ""

@@ -135,6 +135,8 @@ def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Run the restore to its end (or until the object is deleted)."""
     record = _load_record(body)
     if record.done:
+        if runner.cleanup_pending(record):
+            _retry_cleanup_until_done(body, record, stopped)
         return
     uid = body["metadata"]["uid"]
     writer = _StatusWriter(body)
@@ -167,6 +169,38 @@ def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
         with _running_lock:
             _running.pop(uid, None)
         done.set()
+    if runner.cleanup_pending(record):
+        _retry_cleanup_until_done(body, record, stopped)
+
+
+def _retry_cleanup_until_done(body: kopf.Body, record: RestoreRecord,
+                              stopped: kopf.DaemonStopped) -> None:
+    """Never leave a paid resource behind: retry a failed cleanup with backoff.
+
+    Registered as running, so a deletion waits for a retry in progress.
+    """
+    delay = float(CONFIG.cleanup_retry_seconds)
+    writer = _StatusWriter(body)
+    uid = body["metadata"]["uid"]
+    while runner.cleanup_pending(record):
+        kopf.warn(body, reason="CleanupRetry",
+                  message=f"cleanup left resources behind; retrying in {delay:.0f} s: "
+                          f"{record.result.get('cleanupErrors')}"[:1000])
+        if stopped.wait(delay):
+            return
+        done = threading.Event()
+        with _running_lock:
+            _running[uid] = done
+        try:
+            ctx = engine_context(CONFIG, dict(body), record, save=writer.write,
+                                 on_event=writer.event, should_stop=lambda: bool(stopped))
+            runner.retry_cleanup(record, ctx)
+            _finish(record, writer, body)
+        finally:
+            with _running_lock:
+                _running.pop(uid, None)
+            done.set()
+        delay = min(delay * 2, 3600.0)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
@@ -190,16 +224,14 @@ def delete(body: kopf.Body, **_: Any) -> None:
     writer = _StatusWriter(kopf.Body(fresh))
     ctx = engine_context(CONFIG, fresh, record, save=writer.write, on_event=writer.event,
                          should_stop=lambda: False)
-    if record.done and record.result.get("cleanupErrors"):
-        # A previous cleanup left something behind: try it again.
-        record.result.pop("cleanupErrors")
-        record.phase, record.finished_at = "Cleanup", None
+    # A previous cleanup left something behind: try it again now.
+    runner.retry_cleanup(record, ctx)
     if not record.done:
         runner.request_cleanup(record)
         runner.run(record, ctx)
-        if record.result.get("cleanupErrors"):
-            raise kopf.TemporaryError(f"cleanup incomplete: {record.result['cleanupErrors']}",
-                                      delay=30)
+    if runner.cleanup_pending(record):   # the finalizer stays until nothing is left
+        raise kopf.TemporaryError(f"cleanup incomplete: {record.result['cleanupErrors']}",
+                                  delay=30)
     if CONFIG.executor == "job":
         from .context import job_executor
 
