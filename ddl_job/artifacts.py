@@ -72,8 +72,16 @@ class S3Store:
         return self.prefix + name
 
     def put_file(self, name: str, path: Path) -> None:
-        self._s3.upload_file(str(path), self.bucket, self._key(name),
-                             ExtraArgs={"ServerSideEncryption": "AES256"})
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._s3.upload_file(str(path), self.bucket, self._key(name),
+                                 ExtraArgs={"ServerSideEncryption": "AES256"})
+        except (ClientError, S3UploadFailedError, BotoCoreError) as exc:
+            raise DataPlaneError("ArtifactWriteFailed",
+                                 f"artifact {name} not written to {self.location}: "
+                                 f"{str(exc).splitlines()[0][:300]}") from None
 
     def fetch(self, name: str, dest_dir: Path) -> Path:
         from botocore.exceptions import ClientError

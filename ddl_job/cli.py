@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import sys
+import traceback
 from dataclasses import asdict, is_dataclass
 from typing import Any, Callable
 
@@ -185,6 +186,14 @@ def write_termination_log(record: dict[str, Any]) -> None:
         fh.write(text)
 
 
+def _fail(reporter: Reporter, step: str, reason: str, message: str) -> int:
+    """The last line (and the termination message) says why, in one line."""
+    reporter.emit("error", reason=reason, message=message)
+    write_termination_log({"event": "error", "step": step, "reason": reason,
+                           "message": message})
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     step = args.step if args.step != "apply" else f"apply-{args.section}"
@@ -192,10 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = dispatch(args, reporter)
     except DataPlaneError as exc:
-        reporter.emit("error", reason=exc.reason, message=exc.message)
-        write_termination_log({"event": "error", "step": step, "reason": exc.reason,
-                               "message": exc.message})
-        return 1
+        return _fail(reporter, step, exc.reason, exc.message)
+    except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen failure: still one line
+        traceback.print_exc(file=sys.stderr)   # for whoever reads the log
+        first = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else ""
+        return _fail(reporter, step, "InternalError", f"{type(exc).__name__}: {first}")
     payload = to_jsonable(result)
     reporter.emit("result", result=payload)
     write_termination_log({"event": "result", "step": step, "result": payload})

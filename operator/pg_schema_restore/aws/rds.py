@@ -82,7 +82,8 @@ class SecretStore(Protocol):
 
     def create_or_update(self, name: str, value: dict[str, Any], *,
                          tags: list[dict[str, str]], description: str = "") -> str: ...
-    def force_delete(self, secret_id: str) -> bool: ...
+    def force_delete(self, secret_id: str, *,
+                     only_if_tagged: list[dict[str, str]] | None = None) -> bool: ...
     def find_tagged(self, key: str, value: str, region: str | None = None) -> list[str]: ...
     def value_at(self, secret_id: str, point: datetime) -> dict[str, Any]: ...
 
@@ -547,28 +548,32 @@ class RdsTemporaryDatabases:
                          lambda: self._tagged(record.restore_id, region)) or ([], [])
         instances = _unique([resources.get("instanceId"), *tagged[0]])
         clusters = _unique([resources.get("clusterId"), *tagged[1]])
-        for identifier in instances:
-            if attempt(f"DB instance {identifier}",
-                       lambda i=identifier: self._delete_instance(i, region, record.restore_id)):
-                deleted.append(f"DB instance {identifier}")
+        # Only what is being deleted is waited for: a failed delete call is a
+        # problem already, and waiting for that resource to vanish would hang.
+        deleting = [i for i in instances
+                    if attempt(f"DB instance {i}",
+                               lambda i=i: self._delete_instance(i, region, record.restore_id))]
+        deleted += [f"DB instance {i}" for i in deleting]
         # Instances first: a cluster with members cannot be deleted.
-        for identifier in instances:
+        for identifier in deleting:
             attempt(f"DB instance {identifier}",
                     lambda i=identifier: self._wait_gone(
                         "DB instance", lambda: self._instance(i, region)))
-        for identifier in clusters:
-            if attempt(f"DB cluster {identifier}",
-                       lambda i=identifier: self._delete_cluster(i, region, record.restore_id)):
-                deleted.append(f"DB cluster {identifier}")
-        for identifier in clusters:
+        deleting = [c for c in clusters
+                    if attempt(f"DB cluster {c}",
+                               lambda c=c: self._delete_cluster(c, region, record.restore_id))]
+        deleted += [f"DB cluster {c}" for c in deleting]
+        for identifier in deleting:
             attempt(f"DB cluster {identifier}",
                     lambda i=identifier: self._wait_gone(
                         "DB cluster", lambda: self._cluster(i, region)))
         # Temporary secrets live in the session's region (see credentials()).
         found = attempt("list tagged secrets",
                         lambda: self.secrets.find_tagged(RESTORE_ID_TAG, record.restore_id)) or []
+        ours = restore_tags(record.restore_id)
         for name in _unique([record.resources.get("temporarySecret"), *found]):
-            if attempt(f"secret {name}", lambda n=name: self.secrets.force_delete(n)):
+            if attempt(f"secret {name}",
+                       lambda n=name: self.secrets.force_delete(n, only_if_tagged=ours)):
                 deleted.append(f"secret {name}")
         if problems:
             raise DataPlaneError("CleanupFailed", "; ".join(problems)
@@ -580,9 +585,9 @@ class RdsTemporaryDatabases:
         if found is None:
             return False
         if not has_restore_tag(found.get("TagList"), restore_id):
-            raise DataPlaneError("ResourceConflict",
-                                 f"DB instance {identifier} is not tagged with restore id "
-                                 f"{restore_id}; not deleting it")
+            log.warning("DB instance %s is not tagged with restore id %s: not ours, "
+                        "not deleting it", identifier, restore_id)
+            return False
         if found.get("DBInstanceStatus") in ("deleting", "delete-precheck"):
             return True
 
@@ -616,9 +621,9 @@ class RdsTemporaryDatabases:
         if found is None:
             return False
         if not has_restore_tag(found.get("TagList"), restore_id):
-            raise DataPlaneError("ResourceConflict",
-                                 f"DB cluster {identifier} is not tagged with restore id "
-                                 f"{restore_id}; not deleting it")
+            log.warning("DB cluster %s is not tagged with restore id %s: not ours, "
+                        "not deleting it", identifier, restore_id)
+            return False
         if found.get("Status") == "deleting":
             return True
 

@@ -15,11 +15,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 import boto3
+from botocore.exceptions import ClientError
 
 from ddl_job.artifacts import open_store
 from ddl_job.errors import DataPlaneError
 
-from .session import Clients
+from .session import Clients, error_code
 
 
 def split_location(location: str) -> tuple[str, str]:
@@ -46,6 +47,20 @@ class S3ArtifactCleaner:
     def _s3(self) -> Any:
         return self.clients.get("s3", self.region)
 
+    def check(self, location: str) -> None:
+        """The bucket exists and we may use it: checked before anything is created."""
+        if not location.startswith("s3://"):
+            open_store(location)
+            return
+        bucket, _ = split_location(location)
+        try:
+            self._s3().head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            raise DataPlaneError(
+                "ArtifactsUnavailable",
+                f"artifacts bucket {bucket} is not usable ({error_code(exc)}); "
+                "set artifactsLocation to a bucket the operator can write") from None
+
     def delete(self, location: str) -> int:
         if not location.startswith("s3://"):
             return open_store(location).delete_all()
@@ -55,8 +70,13 @@ class S3ArtifactCleaner:
         errors: list[str] = []
         paginator = s3.get_paginator("list_objects_v2")
         # Collect first, then delete: deleting while paginating can skip keys.
-        keys = [obj["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
-                for obj in page.get("Contents", [])]
+        try:
+            keys = [obj["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
+                    for obj in page.get("Contents", [])]
+        except ClientError as exc:
+            if error_code(exc) == "NoSuchBucket":
+                return 0          # no bucket, no artifacts
+            raise
         for start in range(0, len(keys), 1000):
             batch = keys[start:start + 1000]
             response = s3.delete_objects(

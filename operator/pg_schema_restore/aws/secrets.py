@@ -26,6 +26,7 @@ copy: the copy keeps the password that was valid at the restore point):
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,7 @@ from ddl_job.errors import DataPlaneError
 
 from .session import Clients, as_utc, error_code, region_of_arn
 
+log = logging.getLogger(__name__)
 _NOT_FOUND = {"ResourceNotFoundException"}
 CURRENT, PREVIOUS, PENDING = "AWSCURRENT", "AWSPREVIOUS", "AWSPENDING"
 
@@ -115,12 +117,28 @@ class AwsSecrets:
             raise
         return not described.get("DeletedDate")
 
+    def _carries(self, secret_id: str, tags: list[dict[str, str]]) -> bool | None:
+        """Whether the secret carries every tag; None if it does not exist."""
+        try:
+            described = self._sm(secret_id).describe_secret(SecretId=secret_id)
+        except ClientError as exc:
+            if error_code(exc) in _NOT_FOUND:
+                return None
+            raise
+        present = {(t.get("Key"), t.get("Value")) for t in described.get("Tags") or []}
+        return all((t["Key"], t["Value"]) in present for t in tags)
+
     def create_or_update(self, name: str, value: dict[str, Any], *,
                          tags: list[dict[str, str]], description: str = "") -> str:
-        """Create the secret (tagged), or put a new current value if it exists."""
+        """Create the secret (tagged), or put a new current value if it is ours.
+
+        A secret of that name without our tags belongs to someone else: it is
+        neither overwritten nor, later, deleted.
+        """
         sm = self._sm(name)
         text = json.dumps(value)
         if self.exists(name):
+            self._refuse_foreign(name, tags)
             sm.put_secret_value(SecretId=name, SecretString=text)
             return name
         try:
@@ -129,11 +147,24 @@ class AwsSecrets:
         except ClientError as exc:
             if error_code(exc) != "ResourceExistsException":
                 raise
+            self._refuse_foreign(name, tags)
             sm.put_secret_value(SecretId=name, SecretString=text)
         return name
 
-    def force_delete(self, secret_id: str) -> bool:
-        """Delete without recovery window; False if it did not exist."""
+    def _refuse_foreign(self, name: str, tags: list[dict[str, str]]) -> None:
+        if self._carries(name, tags) is False:
+            raise DataPlaneError(
+                "ResourceConflict",
+                f"secret {name} exists and is not tagged "
+                f"{', '.join(t['Key'] + '=' + t['Value'] for t in tags)}; not using it")
+
+    def force_delete(self, secret_id: str, *, only_if_tagged: list[dict[str, str]] | None = None
+                     ) -> bool:
+        """Delete without recovery window; False if it did not exist (or is not ours)."""
+        if only_if_tagged is not None and not self._carries(secret_id, only_if_tagged):
+            if self._carries(secret_id, []) is not None:
+                log.warning("secret %s is not tagged as ours: not deleting it", secret_id)
+            return False
         try:
             self._sm(secret_id).delete_secret(SecretId=secret_id,
                                               ForceDeleteWithoutRecovery=True)

@@ -94,4 +94,5 @@ class DataMigration(Protocol):
 
 
 class ArtifactCleaner(Protocol):
+    def check(self, location: str) -> None: ...   # can take artifacts (before anything)
     def delete(self, location: str) -> int: ...
