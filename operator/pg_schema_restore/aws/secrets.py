@@ -108,23 +108,23 @@ class AwsSecrets:
         return _parse(secret_id, response)
 
     # -- lifecycle of temporary secrets ---------------------------------------
-    def exists(self, secret_id: str) -> bool:
+    def _describe(self, secret_id: str) -> dict[str, Any] | None:
         try:
-            described = self._sm(secret_id).describe_secret(SecretId=secret_id)
-        except ClientError as exc:
-            if error_code(exc) in _NOT_FOUND:
-                return False
-            raise
-        return not described.get("DeletedDate")
-
-    def _carries(self, secret_id: str, tags: list[dict[str, str]]) -> bool | None:
-        """Whether the secret carries every tag; None if it does not exist."""
-        try:
-            described = self._sm(secret_id).describe_secret(SecretId=secret_id)
+            return self._sm(secret_id).describe_secret(SecretId=secret_id)
         except ClientError as exc:
             if error_code(exc) in _NOT_FOUND:
                 return None
             raise
+
+    def exists(self, secret_id: str) -> bool:
+        described = self._describe(secret_id)
+        return described is not None and not described.get("DeletedDate")
+
+    def _carries(self, secret_id: str, tags: list[dict[str, str]]) -> bool | None:
+        """Whether the secret carries every tag; None if it does not exist."""
+        described = self._describe(secret_id)
+        if described is None:
+            return None
         present = {(t.get("Key"), t.get("Value")) for t in described.get("Tags") or []}
         return all((t["Key"], t["Value"]) in present for t in tags)
 
