@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-exec .venv/bin/python -m pytest "$@"
+# The slowest tests are listed at the end: CI time is watched, not guessed.
+exec .venv/bin/python -m pytest --durations=20 "$@"
