@@ -250,7 +250,6 @@ class Rewriter:
             return tok.text + self.rewrite(tok.value) + tok.text
         return tok.text
 
-
     def _qualifies_a_column(self, tokens: list[_Token], index: int, tok: _Token) -> bool:
         """`tenant.x` where `tenant` names a row source (table, alias, variable)."""
         dot = _neighbour_index(tokens, index, 1)

@@ -548,25 +548,19 @@ class RdsTemporaryDatabases:
                          lambda: self._tagged(record.restore_id, region)) or ([], [])
         instances = _unique([resources.get("instanceId"), *tagged[0]])
         clusters = _unique([resources.get("clusterId"), *tagged[1]])
-        # Only what is being deleted is waited for: a failed delete call is a
-        # problem already, and waiting for that resource to vanish would hang.
-        deleting = [i for i in instances
-                    if attempt(f"DB instance {i}",
-                               lambda i=i: self._delete_instance(i, region, record.restore_id))]
-        deleted += [f"DB instance {i}" for i in deleting]
-        # Instances first: a cluster with members cannot be deleted.
-        for identifier in deleting:
-            attempt(f"DB instance {identifier}",
-                    lambda i=identifier: self._wait_gone(
-                        "DB instance", lambda: self._instance(i, region)))
-        deleting = [c for c in clusters
-                    if attempt(f"DB cluster {c}",
-                               lambda c=c: self._delete_cluster(c, region, record.restore_id))]
-        deleted += [f"DB cluster {c}" for c in deleting]
-        for identifier in deleting:
-            attempt(f"DB cluster {identifier}",
-                    lambda i=identifier: self._wait_gone(
-                        "DB cluster", lambda: self._cluster(i, region)))
+        # Instances first: a cluster with members cannot be deleted. Only what
+        # is being deleted is waited for: a failed delete call is a problem
+        # already, and waiting for that resource to vanish would hang.
+        for kind, identifiers, delete_one, describe in (
+                ("DB instance", instances, self._delete_instance, self._instance),
+                ("DB cluster", clusters, self._delete_cluster, self._cluster)):
+            deleting = [i for i in identifiers
+                        if attempt(f"{kind} {i}",
+                                   lambda i=i: delete_one(i, region, record.restore_id))]
+            deleted += [f"{kind} {i}" for i in deleting]
+            for identifier in deleting:
+                attempt(f"{kind} {identifier}",
+                        lambda i=identifier: self._wait_gone(kind, lambda: describe(i, region)))
         # Temporary secrets live in the session's region (see credentials()).
         found = attempt("list tagged secrets",
                         lambda: self.secrets.find_tagged(RESTORE_ID_TAG, record.restore_id)) or []

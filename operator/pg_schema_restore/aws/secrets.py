@@ -120,11 +120,9 @@ class AwsSecrets:
         described = self._describe(secret_id)
         return described is not None and not described.get("DeletedDate")
 
-    def _carries(self, secret_id: str, tags: list[dict[str, str]]) -> bool | None:
-        """Whether the secret carries every tag; None if it does not exist."""
-        described = self._describe(secret_id)
-        if described is None:
-            return None
+    @staticmethod
+    def _carries(described: dict[str, Any], tags: list[dict[str, str]]) -> bool:
+        """Whether a described secret carries every one of `tags`."""
         present = {(t.get("Key"), t.get("Value")) for t in described.get("Tags") or []}
         return all((t["Key"], t["Value"]) in present for t in tags)
 
@@ -137,8 +135,9 @@ class AwsSecrets:
         """
         sm = self._sm(name)
         text = json.dumps(value)
-        if self.exists(name):
-            self._refuse_foreign(name, tags)
+        described = self._describe(name)
+        if described is not None and not described.get("DeletedDate"):
+            self._refuse_foreign(name, described, tags)
             sm.put_secret_value(SecretId=name, SecretString=text)
             return name
         try:
@@ -147,12 +146,13 @@ class AwsSecrets:
         except ClientError as exc:
             if error_code(exc) != "ResourceExistsException":
                 raise
-            self._refuse_foreign(name, tags)
+            self._refuse_foreign(name, self._describe(name), tags)
             sm.put_secret_value(SecretId=name, SecretString=text)
         return name
 
-    def _refuse_foreign(self, name: str, tags: list[dict[str, str]]) -> None:
-        if self._carries(name, tags) is False:
+    def _refuse_foreign(self, name: str, described: dict[str, Any] | None,
+                        tags: list[dict[str, str]]) -> None:
+        if described is not None and not self._carries(described, tags):
             raise DataPlaneError(
                 "ResourceConflict",
                 f"secret {name} exists and is not tagged "
@@ -161,10 +161,13 @@ class AwsSecrets:
     def force_delete(self, secret_id: str, *, only_if_tagged: list[dict[str, str]] | None = None
                      ) -> bool:
         """Delete without recovery window; False if it did not exist (or is not ours)."""
-        if only_if_tagged is not None and not self._carries(secret_id, only_if_tagged):
-            if self._carries(secret_id, []) is not None:
+        if only_if_tagged is not None:
+            described = self._describe(secret_id)
+            if described is None:
+                return False
+            if not self._carries(described, only_if_tagged):
                 log.warning("secret %s is not tagged as ours: not deleting it", secret_id)
-            return False
+                return False
         try:
             self._sm(secret_id).delete_secret(SecretId=secret_id,
                                               ForceDeleteWithoutRecovery=True)

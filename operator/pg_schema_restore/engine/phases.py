@@ -21,6 +21,8 @@ from .record import RestoreRecord
 from .spec import RestoreSpec
 
 log = logging.getLogger(__name__)
+# The failure path: phases that run after a failure and never loop back.
+CLEANUP_PHASES = ("Cleanup", "Record")
 
 
 @dataclass
@@ -189,9 +191,6 @@ def cleanup(record: RestoreRecord, ctx: Context) -> None:
     record.result["deleted"] = deleted
     if problems:
         raise DataPlaneError("CleanupFailed", "; ".join(problems))
-
-
-CLEANUP_PHASES = ("Cleanup", "Record")
 
 
 # -- 7 -----------------------------------------------------------------------

@@ -18,7 +18,6 @@ from .phases import CLEANUP_PHASES, PHASE_FUNCTIONS, Context
 from .record import PHASES, RestoreRecord, now
 
 log = logging.getLogger(__name__)
-_FAILURE_PATH = CLEANUP_PHASES
 
 
 def _reason(exc: Exception) -> tuple[str, str]:
@@ -51,7 +50,7 @@ def run_one(record: RestoreRecord, ctx: Context) -> RestoreRecord:
         reason, message = _reason(exc)
         record.timings[phase] = round(record.timings.get(phase, 0)
                                       + time.monotonic() - started, 3)
-        if phase in _FAILURE_PATH:
+        if phase in CLEANUP_PHASES:
             # Cleanup problems are reported but never loop: go on to Record.
             record.result.setdefault("cleanupErrors", []).append(message)
             record.error = record.error or {"phase": phase, "reason": reason,
@@ -90,7 +89,7 @@ def run(record: RestoreRecord, ctx: Context) -> RestoreRecord:
 
 def request_cleanup(record: RestoreRecord) -> RestoreRecord:
     """Jump to Cleanup (deletion of the resource, or `cleanup` from the CLI)."""
-    if not record.done and record.phase not in _FAILURE_PATH:
+    if not record.done and record.phase not in CLEANUP_PHASES:
         record.cleanup_requested = True
         record.error = record.error or {"phase": record.phase, "reason": "Cancelled",
                                         "message": "cleanup requested before completion"}

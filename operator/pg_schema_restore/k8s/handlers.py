@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import kopf
 from kubernetes import client, config as kube_config
@@ -36,6 +37,20 @@ CONFIG = OperatorConfig.from_env()
 _slots = threading.BoundedSemaphore(max(1, CONFIG.max_concurrent))
 _running: dict[str, threading.Event] = {}   # uid -> set while a daemon is driving it
 _running_lock = threading.Lock()
+
+
+@contextmanager
+def _registered(uid: str) -> Iterator[None]:
+    """While inside, the restore counts as running: a deletion waits for it."""
+    done = threading.Event()
+    with _running_lock:
+        _running[uid] = done
+    try:
+        yield
+    finally:
+        with _running_lock:
+            _running.pop(uid, None)
+        done.set()
 
 
 def configure(config: OperatorConfig) -> None:
@@ -152,23 +167,18 @@ def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
         finally:
             metrics.QUEUED.dec()
     writer.write(record)
-    done = threading.Event()
-    with _running_lock:
-        _running[uid] = done
     metrics.ACTIVE.inc()
     try:
-        ctx = engine_context(CONFIG, dict(body), record, save=writer.write,
-                             on_event=writer.event, should_stop=lambda: bool(stopped))
-        while not record.done and not stopped:
-            runner.run_one(record, ctx)
-        if record.done:
-            _finish(record, writer, body)
+        with _registered(uid):
+            ctx = engine_context(CONFIG, dict(body), record, save=writer.write,
+                                 on_event=writer.event, should_stop=lambda: bool(stopped))
+            while not record.done and not stopped:
+                runner.run_one(record, ctx)
+            if record.done:
+                _finish(record, writer, body)
     finally:
         metrics.ACTIVE.dec()
         _slots.release()
-        with _running_lock:
-            _running.pop(uid, None)
-        done.set()
     if runner.cleanup_pending(record):
         _retry_cleanup_until_done(body, record, stopped)
 
@@ -188,18 +198,11 @@ def _retry_cleanup_until_done(body: kopf.Body, record: RestoreRecord,
                           f"{record.result.get('cleanupErrors')}"[:1000])
         if stopped.wait(delay):
             return
-        done = threading.Event()
-        with _running_lock:
-            _running[uid] = done
-        try:
+        with _registered(uid):
             ctx = engine_context(CONFIG, dict(body), record, save=writer.write,
                                  on_event=writer.event, should_stop=lambda: bool(stopped))
             runner.retry_cleanup(record, ctx)
             _finish(record, writer, body)
-        finally:
-            with _running_lock:
-                _running.pop(uid, None)
-            done.set()
         delay = min(delay * 2, 3600.0)
 
 
