@@ -1,8 +1,32 @@
 #!/usr/bin/env bash
 # README command 2: set up everything the tests need and run them all
-# (end-to-end tests included). Extra arguments go to pytest.
+# (end-to-end tests included), in parallel (pytest-xdist).
+#
+#   ./scripts/test.sh            everything: unit, PostgreSQL, moto, the real
+#                                kube-apiserver (built and cached the first time)
+#   ./scripts/test.sh --fast     the fast tier: `-m "not e2e and not kube"`; a later -m wins
+#                                (no control plane, no kube build)
+#
+# Extra arguments go to pytest (e.g. -k, -m, -x). PGSR_TEST_WORKERS sets the
+# number of xdist workers (default 4: the tests mostly wait on servers, so
+# more workers than the 2 cores pay off; 0 runs in this process).
+# At the end the run prints its wall and CPU time and the 20 slowest tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+fast=0
+args=()
+for arg in "$@"; do
+  if [ "$arg" = "--fast" ]; then fast=1; else args+=("$arg"); fi
+done
+
 ./scripts/setup.sh
-# The slowest tests are listed at the end: CI time is watched, not guessed.
-exec .venv/bin/python -m pytest --durations=20 "$@"
+tier=()
+if [ "$fast" = 1 ]; then
+  tier=(-m "not e2e and not kube")
+else
+  # Built before pytest (once per machine, cached): never inside a test.
+  ./scripts/kube/build.sh
+fi
+exec .venv/bin/python -m pytest -n "${PGSR_TEST_WORKERS:-4}" --dist worksteal \
+  "${tier[@]}" "${args[@]}"

@@ -1,98 +1,46 @@
-"""Real PostgreSQL for every test: throwaway clusters on loopback ports.
+"""Registers the test support plugins and marks every test by the real parts it uses.
 
-- `prod`: the "production" cluster, WAL archiving on, a base backup taken at
-  session start so any test can make a genuine point-in-time copy.
-- `copyhost`: a second cluster that hosts plain databases used as
-  "restored copies" by tests that do not need a real PITR.
-Each test gets its own databases (`new_db`), so tests never share state.
+Fixtures live in `tests/support/` (one module per real part); this file only
+wires them in. Each test is marked from the fixtures it requests, so a tier
+is a marker expression, not a list of files:
+
+- `unit`: no server at all (pure decisions: spec, status, rewrite, plans);
+- `pg`:   real PostgreSQL clusters (`prod`, `copyhost` and what builds on them);
+- `aws`:  moto in-process (with real PostgreSQL behind the RDS double);
+- `kube`: the real kube-apiserver + kube-controller-manager;
+- `e2e`:  set by hand on the slow end-to-end cases.
+
+`./scripts/test.sh --fast` runs `not e2e and not kube`.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import secrets
-import time
-from datetime import datetime, timezone
-from pathlib import Path
-
-import psycopg
 import pytest
-from psycopg import sql
 
-from pg_schema_restore.localpg import LocalCluster, pitr_copy
+pytest_plugins = [
+    "support.timing",
+    "support.pg",
+    "support.aws",
+    "support.kube",
+]
 
-PASSWORD = "pw-" + secrets.token_hex(8)
-_counter = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def pg_base(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("pg")
-
-
-@pytest.fixture(scope="session")
-def prod(pg_base: Path):
-    cluster = LocalCluster.create(pg_base / "prod", PASSWORD, archive_dir=pg_base / "wal")
-    cluster.start()
-    yield cluster
-    cluster.destroy()
+# A test that requests any of these (directly or through another fixture)
+# uses that real part.
+_PART_FIXTURES = {
+    "kube": {"kube_cluster"},
+    "aws": {"mocked_aws", "aws_env"},
+    "pg": {"prod", "copyhost"},
+}
 
 
-@pytest.fixture(scope="session")
-def copyhost(pg_base: Path):
-    cluster = LocalCluster.create(pg_base / "copyhost", PASSWORD)
-    cluster.start()
-    yield cluster
-    cluster.destroy()
-
-
-@pytest.fixture
-def new_db(request):
-    """Factory: `new_db(cluster)` -> name of a fresh database dropped after the test."""
-    created: list[tuple[LocalCluster, str]] = []
-
-    def make(cluster: LocalCluster, prefix: str = "db") -> str:
-        name = f"{prefix}_{os.getpid()}_{next(_counter)}"
-        cluster.create_database(name)
-        created.append((cluster, name))
-        return name
-
-    yield make
-    for cluster, name in created:
-        try:
-            with cluster.connect(autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(name)))
-        except psycopg.OperationalError:
-            pass  # cluster already gone (a PITR copy destroyed first)
-
-
-@pytest.fixture(scope="session")
-def prod_base_backup(prod: LocalCluster, pg_base: Path) -> Path:
-    return prod.base_backup(pg_base / "basebackup")
-
-
-@pytest.fixture
-def make_pitr_copy(prod: LocalCluster, prod_base_backup: Path, pg_base: Path):
-    """Factory: `make_pitr_copy(t)` -> a started cluster restored to instant `t`."""
-    copies: list[LocalCluster] = []
-
-    def make(target_time: datetime) -> LocalCluster:
-        prod.archive_current_wal(pg_base / "wal")
-        copy = pitr_copy(prod_base_backup, pg_base / "wal",
-                         pg_base / f"pitr_{os.getpid()}_{next(_counter)}", target_time, PASSWORD)
-        copies.append(copy)
-        return copy
-
-    yield make
-    for copy in copies:
-        copy.destroy()
-
-
-def restore_point() -> datetime:
-    """Now, after the last commit and before the next (recovery uses commit times)."""
-    time.sleep(0.05)
-    point = datetime.now(timezone.utc)
-    time.sleep(0.05)
-    return point
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        parts = [part for part, fixtures in _PART_FIXTURES.items() if used & fixtures]
+        for part in parts or ["unit"]:
+            item.add_marker(part)
+    # Longest first: the control-plane and end-to-end cases start at once
+    # and the short ones fill the gaps, instead of one long case finishing
+    # alone at the end of a parallel run. File order is kept within each group.
+    items.sort(key=lambda item: 0 if item.get_closest_marker("kube") else
+               1 if item.get_closest_marker("e2e") else 2)

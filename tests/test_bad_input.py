@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from conftest import PASSWORD
-from ddl_job_cli import Run, run_ddl_job
 from pg_schema_restore.localpg import free_port
+from support.ddl_job_cli import Run, run_ddl_job
+from support.pg import PASSWORD
 
 REPO = Path(__file__).resolve().parents[1]
 _RESTRICT = re.compile(r"^\\(un)?restrict \S+\s*$")

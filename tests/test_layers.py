@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md, checked by import-linter on every test run."""
+"""The layering of docs/design.md, checked by import-linter on every test run."""
 
 import shutil
 import subprocess

@@ -25,8 +25,8 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from conftest import PASSWORD, restore_point
-from ddl_job_cli import Run, run_ddl_job
+from support.ddl_job_cli import Run, run_ddl_job
+from support.pg import PASSWORD, restore_point
 
 pytestmark = pytest.mark.e2e
 

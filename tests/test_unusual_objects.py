@@ -24,11 +24,18 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import errors, sql
+from test_rich_restore import (
+    assert_unchanged,
+    db_state,
+    ident,
+    index_defs,
+    one,
+    schema_names,
+    table_rows,
+)
 
-from conftest import restore_point
-from ddl_job_cli import Run, run_ddl_job
-from test_rich_restore import (assert_unchanged, db_state, ident, index_defs, one, schema_names,
-                               table_rows)
+from support.ddl_job_cli import Run, run_ddl_job
+from support.pg import restore_point
 
 pytestmark = pytest.mark.e2e
 

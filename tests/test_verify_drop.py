@@ -111,9 +111,7 @@ _clones = itertools.count()
 def pair(copyhost, rich_source):
     """(source endpoint, target endpoint, target db name): target = clone of source."""
     target = f"verify_tgt_{os.getpid()}_{next(_clones)}"
-    with copyhost.connect(autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(target), sql.Identifier(rich_source)))
+    copyhost.create_database(target, template=rich_source)
     yield (_endpoint(copyhost, rich_source, "source"), _endpoint(copyhost, target, "target"),
            target)
     with copyhost.connect(autocommit=True) as conn:

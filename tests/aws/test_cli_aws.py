@@ -8,10 +8,9 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pytest
 
-from conftest import restore_point
 from pg_schema_restore import cli
-
-from .conftest import BUCKET, REGION, TAG
+from support.aws import BUCKET, REGION, TAG
+from support.pg import restore_point
 
 
 @pytest.fixture(autouse=True)

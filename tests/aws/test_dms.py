@@ -21,19 +21,21 @@ from moto.dms.models import dms_backends
 from psycopg import sql
 
 from ddl_job.errors import DataPlaneError
-from pg_schema_restore.aws.dms import (FULL_LOAD_FINISHED, TAG_KEY, DmsMigration, DmsSettings,
-                                       dms_pattern, table_mappings, task_settings)
+from pg_schema_restore.aws.dms import (
+    FULL_LOAD_FINISHED,
+    TAG_KEY,
+    DmsMigration,
+    DmsSettings,
+    dms_pattern,
+    table_mappings,
+    task_settings,
+)
 from pg_schema_restore.aws.session import Poller
 from pg_schema_restore.engine.record import RestoreRecord
 from pg_schema_restore.engine.spec import RestoreSpec
 from pg_schema_restore.localpg import SUPERUSER, LocalCluster
-
-from .conftest import FakeClock
-
-try:                    # tests/aws is a plain directory (rootdir on sys.path) ...
-    from dms_double import DmsDouble, dms_regex
-except ImportError:     # ... or a package
-    from .dms_double import DmsDouble, dms_regex
+from support.aws import FakeClock
+from support.dms_double import DmsDouble, dms_regex
 
 REGION = "eu-west-1"
 ROLE = "arn:aws:iam::123456789012:role/pgsr-dms-secrets"
@@ -83,7 +85,7 @@ def _count(cluster: LocalCluster, db: str, schema: str, table: str) -> int:
 # -- fixtures -------------------------------------------------------------------
 @pytest.fixture
 def aws(mocked_aws):
-    """moto in-process with fake credentials (tests/aws/conftest.py) and a Session."""
+    """moto in-process with fake credentials (tests/support/aws.py) and a Session."""
     return boto3.Session(region_name=REGION)
 
 
@@ -563,9 +565,8 @@ def test_engine_restore_with_dms(aws_world, capsys):
     """All seven phases with `dataCopy: dms`: RDS PITR copy (genuine local PITR),
     pre-data with PKs, DMS full load really copying rows, sequences, post-data,
     verify, cleanup of every RDS and DMS resource."""
-    from conftest import restore_point
-
-    from .conftest import TENANTS, fast_poller
+    from support.aws import TENANTS, fast_poller
+    from support.pg import restore_point
 
     point = restore_point()
     expected = {t: aws_world.counts(t) for t in TENANTS}

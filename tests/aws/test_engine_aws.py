@@ -1,4 +1,4 @@
-"""The engine on "AWS": moto 5.2.5 in-process + real PostgreSQL (tests/aws/conftest.py).
+"""The engine on "AWS": moto 5.2.5 in-process + real PostgreSQL (tests/support/aws.py).
 
 Every restore runs the real engine (`runner.run`) through the AWS adapters
 and the real data plane (`python -m ddl_job` subprocesses). The temporary
@@ -27,11 +27,19 @@ from pg_schema_restore.aws.session import Clients, Poller, retry_config
 from pg_schema_restore.engine import runner
 from pg_schema_restore.engine.record import PHASES, RestoreRecord, restore_id_for
 from pg_schema_restore.engine.spec import RestoreSpec
-
-from conftest import restore_point
-
-from .conftest import (AUDIT_TABLE, BUCKET, REGION, TAG, TENANTS, Crash, FakeClock,
-                       SavedRecord, fast_poller, secrets_backend)
+from support.aws import (
+    AUDIT_TABLE,
+    BUCKET,
+    REGION,
+    TAG,
+    TENANTS,
+    Crash,
+    FakeClock,
+    SavedRecord,
+    fast_poller,
+    secrets_backend,
+)
+from support.pg import restore_point
 
 RESTORE_CALLS = ("rds.RestoreDBInstanceToPointInTime", "rds.RestoreDBInstanceFromDBSnapshot",
                  "rds.RestoreDBClusterToPointInTime", "rds.RestoreDBClusterFromSnapshot")

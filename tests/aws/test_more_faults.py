@@ -20,13 +20,22 @@ from typing import Any
 import boto3
 import pytest
 
-from conftest import restore_point
 from pg_schema_restore.aws.audit import DynamoAudit
 from pg_schema_restore.engine import runner
 from pg_schema_restore.engine.record import RestoreRecord
-
-from .conftest import (ACCOUNT, AUDIT_TABLE, BUCKET, REGION, TENANTS, SavedRecord, Crash,
-                       _BridgeHandler, rds_backend)
+from support.aws import (
+    ACCOUNT,
+    AUDIT_TABLE,
+    BUCKET,
+    REGION,
+    TENANTS,
+    Crash,
+    SavedRecord,
+    _BridgeHandler,
+    rds_backend,
+)
+from support.pg import restore_point
+from support.specs import ENGINE_CASES, invalid_cases
 
 RESTORE_CALLS = ("rds.RestoreDBInstanceToPointInTime", "rds.RestoreDBInstanceFromDBSnapshot",
                  "rds.RestoreDBClusterToPointInTime", "rds.RestoreDBClusterFromSnapshot")
@@ -92,48 +101,9 @@ def run_raw(world, spec: dict[str, Any], **kwargs: Any) -> RestoreRecord:
 
 
 # -- invalid specs: refused in Initialize, nothing created ------------------------------
-def _bad(**changes: Any):
-    def mutate(spec: dict[str, Any]) -> None:
-        spec.update(changes)
-    return mutate
-
-
-def _drop(key: str):
-    def mutate(spec: dict[str, Any]) -> None:
-        spec.pop(key)
-    return mutate
-
-
-INVALID_SPECS = [
-    ("schemas-duplicated", _bad(schemas=["customer_a1", "customer_b2", "customer_a1"]),
-     ("twice", "customer_a1")),
-    ("schemas-empty", _bad(schemas=[]), ("no schema",)),
-    ("schemas-not-a-list", _bad(schemas="customer_a1"), ("list",)),
-    ("schema-double-quote", _bad(schemas=['customer"a1']), ("quote",)),
-    ("schema-injection", _bad(schemas=["x'; DROP SCHEMA shared CASCADE; --"]), ("quote",)),
-    ("schema-system", _bad(schemas=["pg_catalog"]), ("system schema",)),
-    ("schema-blank", _bad(schemas=["  "]), ("empty",)),
-    ("suffix-invalid", _bad(targetSuffix="-restored!"), ("suffix", "-restored!")),
-    ("suffix-empty", _bad(targetSuffix=""), ("suffix",)),
-    ("suffix-too-long-for-names", _bad(schemas=["t" * 30], targetSuffix="_" + "x" * 39),
-     ("63",)),
-    ("suffix-equals-schema", _bad(schemas=["a", "a_old"], targetSuffix="_old"),
-     ("a_old",)),
-    ("time-and-snapshot", _bad(snapshotId="prod-db-manual"), ("exactly one",)),
-    ("neither-time-nor-snapshot", _drop("restoreTime"), ("exactly one",)),
-    ("time-not-rfc3339", _bad(restoreTime="2024-01-28 14:30"), ("RFC 3339",)),
-    ("time-invalid-date", _bad(restoreTime="2024-02-30T14:30:00Z"), ("not a valid time",)),
-    ("database-invalid", _bad(database="app;db"), ("app;db",)),
-    ("unknown-field", _bad(schema=["customer_a1"]), ("unknown fields", "schema")),
-    ("jobs-zero", _bad(jobs=0), ("jobs",)),
-    ("credentials-unknown", _bad(credentials="iam"), ("credentials", "iam")),
-    ("source-id-invalid", lambda s: s["source"].update(dbIdentifier="prod_db!"),
-     ("prod_db!",)),
-]
-
-
-@pytest.mark.parametrize("mutate,says", [(m, s) for _, m, s in INVALID_SPECS],
-                         ids=[name for name, _, _ in INVALID_SPECS])
+# Every case is a unit test of the spec model (tests/test_spec.py); here one
+# case per family goes through the engine to prove nothing is created.
+@pytest.mark.parametrize("mutate,says", invalid_cases(ENGINE_CASES))
 def test_invalid_spec_is_refused_before_anything_is_created(aws_world, mutate, says):
     before = aws_world.fingerprint()
     spec = aws_world.spec(restoreTime=iso(restore_point()))

@@ -15,21 +15,20 @@ import pytest
 from kopf.testing import KopfRunner
 from kubernetes import client
 
-from conftest import restore_point
-from kube.conftest import kube_cluster  # noqa: F401  (the real control plane)
-from kube.kubelet import LocalKubelet
-from pg_schema_restore.k8s import context as k8s_context, handlers
+from pg_schema_restore.k8s import context as k8s_context
+from pg_schema_restore.k8s import handlers
 from pg_schema_restore.k8s.config import OperatorConfig
 from pg_schema_restore.localpg import free_port
-
-from .conftest import BUCKET, REGION, TENANTS
+from support.aws import BUCKET, REGION, TENANTS
+from support.kubelet import LocalKubelet
+from support.pg import restore_point
 
 CRD = "crds/schemarestores.pgschemarestore.io.yaml"
 GROUP, VERSION, PLURAL = "pgschemarestore.io", "v1alpha1", "schemarestores"
 
 
 def _start(aws_world, kube_cluster, monkeypatch, request, ns: str,
-           **config) -> tuple[dict, int, int]:  # noqa: F811
+           **config) -> tuple[dict, int, int]:
     """CRD, namespace, operator config on moto; returns (minimal spec, ports)."""
     kube_cluster.kubectl("apply", "--validate=false", "-f",
                          str(request.config.rootpath / CRD))
@@ -46,7 +45,8 @@ def _start(aws_world, kube_cluster, monkeypatch, request, ns: str,
     metrics_port, health_port = free_port(), free_port()
     handlers.configure(OperatorConfig(
         provider="aws", executor="job", artifacts_root=f"s3://{BUCKET}/operator",
-        spec_defaults=defaults, metrics_port=metrics_port, max_concurrent=2, **config))
+        spec_defaults=defaults, metrics_port=metrics_port, max_concurrent=2,
+        job_poll_seconds=0.2, **config))
     monkeypatch.setattr(k8s_context, "SESSION_FACTORY", aws_world.sim.session)
     point = restore_point()
     minimal = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SchemaRestore",
@@ -62,7 +62,7 @@ def _kopf(ns: str, health_port: int) -> KopfRunner:
 
 
 @pytest.mark.e2e
-def test_operator_restores_on_aws(aws_world, kube_cluster, monkeypatch, request):  # noqa: F811
+def test_operator_restores_on_aws(aws_world, kube_cluster, monkeypatch, request):
     ns = "aws-operator"
     minimal, metrics_port, health_port = _start(aws_world, kube_cluster, monkeypatch,
                                                 request, ns)
@@ -102,7 +102,7 @@ def test_operator_restores_on_aws(aws_world, kube_cluster, monkeypatch, request)
 
 @pytest.mark.e2e
 def test_operator_retries_a_failed_cleanup(aws_world, kube_cluster, monkeypatch,
-                                           request):  # noqa: F811
+                                           request):
     """The temporary instance cannot be deleted at first: the restore reports
     CleanupFailed, the operator retries on its own, and ends Succeeded with
     nothing left behind and the restored schemas in place."""

@@ -1,4 +1,4 @@
-"""Smoke test of the real control plane (tests/kube/conftest.py): a CRD with
+"""Smoke test of the real control plane (tests/support/kube.py): a CRD with
 a structural schema and a status subresource, server-side validation (422),
 and the real Job controller + garbage collector with a test playing the
 kubelet."""
@@ -12,7 +12,7 @@ import uuid
 import pytest
 from kubernetes import client
 
-from .conftest import pod_succeeded_status
+from support.kube import pod_succeeded_status
 
 GROUP = "smoke.pgsr.test"
 

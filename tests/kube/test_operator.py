@@ -21,9 +21,8 @@ from kubernetes import client
 from psycopg import sql
 
 from pg_schema_restore.local.secrets import LocalSecrets
-from conftest import restore_point
-
-from .kubelet import LocalKubelet
+from support.kubelet import LocalKubelet
+from support.pg import restore_point
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +41,8 @@ CREATE INDEX ON {s}.entries (account_id);
 class World:
     """Production database, local provider paths, the operator process, the kubelet."""
 
-    def __init__(self, kube, prod, base_backup: Path, tmp: Path, namespace: str, db: str):
+    def __init__(self, kube, prod, base_backup: Path, wal_archive: Path, tmp: Path,
+                 namespace: str, db: str):
         self.kube, self.prod, self.tmp, self.ns, self.db = kube, prod, tmp, namespace, db
         self.secrets = LocalSecrets(tmp / "secrets")
         self.secrets.write("production", {"host": "127.0.0.1", "port": prod.port,
@@ -53,12 +53,13 @@ class World:
             "KUBECONFIG": str(kube.kubeconfig),
             "PGSR_PROVIDER": "local", "PGSR_EXECUTOR": "job",
             "PGSR_LOCAL_BASE_BACKUP": str(base_backup),
-            "PGSR_LOCAL_WAL_ARCHIVE": str(base_backup.parent / "wal"),
+            "PGSR_LOCAL_WAL_ARCHIVE": str(wal_archive),
             "PGSR_LOCAL_WORKDIR": str(tmp / "temporary"),
             "PGSR_LOCAL_SECRETS_DIR": str(tmp / "secrets"),
             "PGSR_ARTIFACTS_ROOT": str(tmp / "artifacts"),
             "PGSR_METRICS_PORT": "0",
             "PGSR_MAX_CONCURRENT": "4",
+            "PGSR_JOB_POLL_SECONDS": "0.2",
         }
         self.api = kube.api_client()
         self.custom = client.CustomObjectsApi(self.api)
@@ -169,7 +170,7 @@ def crd(kube_cluster):
 
 
 @pytest.fixture
-def world(kube_cluster, crd, prod, prod_base_backup, new_db, tmp_path, request):
+def world(kube_cluster, crd, prod, prod_base_backup, wal_archive, new_db, tmp_path, request):
     namespace = "t-" + request.node.name.replace("_", "-")[:40].lower().strip("-")
     kube_cluster.kubectl("create", "namespace", namespace)
     db = new_db(prod, "op")
@@ -182,11 +183,11 @@ def world(kube_cluster, crd, prod, prod_base_backup, new_db, tmp_path, request):
             conn.execute(sql.SQL("INSERT INTO {}.entries(account_id, amount) "
                                  "SELECT 1 + g % 50, g FROM generate_series(1, 2000) g")
                          .format(s))
-    w = World(kube_cluster, prod, prod_base_backup, tmp_path, namespace, db)
+    w = World(kube_cluster, prod, prod_base_backup, wal_archive, tmp_path, namespace, db)
     w.point = restore_point()
     with prod.connect(db) as conn:  # damage after the restore point
         conn.execute("DELETE FROM tenant_a.entries WHERE id % 2 = 0")
-    prod.archive_current_wal(prod_base_backup.parent / "wal")
+    prod.archive_current_wal(wal_archive)
     yield w
     w.stop()
 

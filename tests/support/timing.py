@@ -82,6 +82,8 @@ class Timing:
                 self.results.append({"test": report.nodeid, **value})
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.results:
+            return
         wall0, machine0, _ = self.run_start
         wall = time.perf_counter() - wall0
         machine = machine_cpu_seconds() - machine0

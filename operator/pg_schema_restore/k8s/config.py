@@ -34,6 +34,9 @@ class OperatorConfig:
         "requests": {"cpu": "500m", "memory": "512Mi"},
         "limits": {"cpu": "2", "memory": "2Gi"}})
     job_deadline_seconds: int = 6 * 3600
+    # How often a running step's Job is read. Steps last minutes; tests on a
+    # local control plane shrink it so they wait on work, not on the poll.
+    job_poll_seconds: float = 1.0
     # A finished restore whose cleanup failed is retried after this many
     # seconds, doubling up to an hour, until nothing is left behind.
     cleanup_retry_seconds: int = 60
@@ -60,6 +63,8 @@ class OperatorConfig:
             raw = env[key]
             if kind == "int":
                 setattr(config, name, int(raw))
+            elif kind == "float":
+                setattr(config, name, float(raw))
             elif kind.startswith("dict"):
                 setattr(config, name, json.loads(raw))
             else:

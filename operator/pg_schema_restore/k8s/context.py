@@ -39,7 +39,8 @@ def job_executor(config: OperatorConfig, body: dict[str, Any], record: RestoreRe
                        restore_id=record.restore_id, image=config.job_image, secrets=secrets,
                        resources=config.job_resources,
                        deadline_seconds=config.job_deadline_seconds,
-                       service_account=config.job_service_account, should_stop=should_stop)
+                       service_account=config.job_service_account, should_stop=should_stop,
+                       poll_seconds=config.job_poll_seconds)
 
 
 def engine_context(config: OperatorConfig, body: dict[str, Any], record: RestoreRecord, *,

@@ -4,8 +4,8 @@ Test code, not product code. The engine under test talks to "AWS" through an
 ordinary boto3 Session; this module makes that Session's AWS behave enough
 like the real one for the whole pipeline to run on real data.
 
-Fixtures (all function-scoped unless noted; reuse them from any test in
-tests/aws/, e.g. the DMS tests):
+Fixtures (all function-scoped unless noted; registered for every test by
+tests/conftest.py):
 
 - `s3_bridge` (session): a loopback HTTP endpoint forwarding S3 requests into
   the in-process moto. The data-plane steps run as `python -m ddl_job`
@@ -53,6 +53,7 @@ the context's `save`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -61,25 +62,26 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
 import boto3
 import botocore.endpoint
+import botocore.loaders
+import botocore.session
 import psycopg
 import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
 from psycopg import sql
 
-from conftest import restore_point
 from pg_schema_restore.engine import runner
 from pg_schema_restore.engine.record import RestoreRecord, restore_id_for
 from pg_schema_restore.engine.spec import RestoreSpec
-from pg_schema_restore.local.provider import backup_start_time
 from pg_schema_restore.localpg import LocalCluster, pitr_copy
+from support.pg import restore_point
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"          # moto's default account
@@ -156,6 +158,9 @@ def aws_env(monkeypatch, s3_bridge, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # moto builds EC2's default AMIs for every mock_aws() (about 1 s each
+    # time, twice per test: at the first EC2 call and at reset); no test uses them.
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_bridge.url)
 
 
@@ -217,6 +222,12 @@ class Fault:
         return False
 
 
+@functools.lru_cache(maxsize=1)
+def _shared_loader() -> botocore.loaders.Loader:
+    """botocore's JSON loader caches what it parsed; one for the process."""
+    return botocore.loaders.create_loader()
+
+
 def _op(event_name: str) -> str:
     parts = event_name.split(".")
     return f"{parts[1]}.{parts[2]}" if len(parts) >= 3 else event_name
@@ -261,7 +272,12 @@ class AwsSimulator:
         return session
 
     def session(self) -> boto3.Session:
-        return self.attach(boto3.Session(region_name=REGION))
+        """A new Session (as the engine makes one per context) whose service
+        models come from the process-wide loader: parsing them again for
+        every Session cost ~0.5 s per context."""
+        core = botocore.session.Session()
+        core.register_component("data_loader", _shared_loader())
+        return self.attach(boto3.Session(botocore_session=core, region_name=REGION))
 
     # -- faults -----------------------------------------------------------
     def crash_before(self, op: str, *, skip: int = 0) -> Fault:
@@ -492,7 +508,7 @@ class _FastTime:
 
 
 @pytest.fixture
-def aws_sim(mocked_aws, prod, prod_base_backup, pg_base, monkeypatch):
+def aws_sim(mocked_aws, prod, prod_base_backup, wal_archive, pg_base, monkeypatch):
     from moto.rds.models import DBCluster, DBInstance
 
     address = DBInstance.address
@@ -501,7 +517,7 @@ def aws_sim(mocked_aws, prod, prod_base_backup, pg_base, monkeypatch):
         lambda self: self.__dict__.get("_sim_address") or address.fget(self)))
     monkeypatch.setattr(DBCluster, "endpoint", property(
         lambda self: self.__dict__.get("_sim_address") or endpoint.fget(self)))
-    sim = AwsSimulator(prod, prod_base_backup, pg_base / "wal", pg_base)
+    sim = AwsSimulator(prod, prod_base_backup, wal_archive, pg_base)
     monkeypatch.setattr(botocore.endpoint, "time", _FastTime(sim.retry_sleeps))
     yield sim
     sim.close()
@@ -836,6 +852,9 @@ def _moto_world(sim: AwsSimulator, earliest: datetime) -> dict[str, str]:
 @pytest.fixture
 def aws_world(aws_sim, prod, prod_base_backup, new_db):
     """Production in moto + PostgreSQL (see the module docstring)."""
+    # The base backup taken for this test is complete now: any later instant
+    # is a consistent point-in-time target, as RDS's restore window promises.
+    earliest = datetime.now(timezone.utc)
     database = new_db(prod, "appdb")
     role = f"app_{database}"
     password = "pw-" + secrets.token_hex(12)
@@ -846,7 +865,6 @@ def aws_world(aws_sim, prod, prod_base_backup, new_db):
                      "KEY); INSERT INTO shared.countries VALUES ('FR'), ('DE'), ('ES');")
         for i, tenant in enumerate(TENANTS):
             _fill_tenant(conn, tenant, customers=50 + 10 * i, orders=2000 + 500 * i)
-    earliest = backup_start_time(prod_base_backup) + timedelta(seconds=2)
     names = _moto_world(aws_sim, earliest)
     sm = boto3.client("secretsmanager", region_name=REGION)
     secret_arn = sm.create_secret(

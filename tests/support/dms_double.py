@@ -1,6 +1,6 @@
 """A test double for AWS DMS on top of moto 5.2.5 (test code, not product code).
 
-moto's DMS records tasks and endpoints but never runs anything (FACTS.md):
+moto's DMS records tasks and endpoints but never runs anything (docs/facts.md, "AWS behaviour"):
 tasks stay `creating` and, once started, `running` forever; endpoint
 connection tests always succeed (and re-testing a pair crashes moto);
 `describe_table_statistics` is not implemented. This double hooks the
@@ -41,10 +41,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
-from psycopg import sql
-
 from moto.dms.models import dms_backends
 from moto.secretsmanager.models import secretsmanager_backends
+from psycopg import sql
 
 FINISHED = "Stop Reason FULL_LOAD_ONLY_FINISHED"
 

@@ -1,8 +1,9 @@
 """A real Kubernetes control plane for tests: Debian's etcd, and
 kube-apiserver + kube-controller-manager 1.20 built from Debian's
-`kubernetes` source package (scripts/kube/build.sh, cached by version outside
-the repo; ~15 min cold on 2 cores, instant afterwards), all on 127.0.0.1 with
-free ports (scripts/kube/up.sh / down.sh).
+`kubernetes` source package (scripts/kube/build.sh, run by scripts/test.sh
+before pytest, cached by version outside the repo; ~15 min cold on 2 cores,
+instant afterwards), all on 127.0.0.1 with free ports (scripts/kube/up.sh /
+down.sh). Each xdist worker that runs a kube test starts its own.
 
 Fixtures:
 - `kube_cluster` (session) -> `KubeCluster`: `kubeconfig` (path), `api_url`,
@@ -84,27 +85,24 @@ class KubeCluster:
         return _tail(path.read_text(errors="replace"), lines) if path.exists() else ""
 
 
-def build_kube() -> Path:
-    """Runs scripts/kube/build.sh (instant when cached); returns the bin dir."""
-    try:
-        res = subprocess.run([str(SCRIPTS / "build.sh")], capture_output=True, text=True,
-                             timeout=3 * 3600)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"scripts/kube/build.sh timed out:\n{_tail(str(e.stdout or ''))}")
-    if res.returncode != 0:
-        pytest.fail(
-            "cannot build the Kubernetes control plane (scripts/kube/build.sh exit "
-            f"{res.returncode}); the kube tests need it and are not skipped.\n"
-            f"stdout:\n{_tail(res.stdout)}\nstderr:\n{_tail(res.stderr)}")
-    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("KUBE_BIN=")]
-    if not lines:
-        pytest.fail(f"scripts/kube/build.sh printed no KUBE_BIN=:\n{_tail(res.stdout)}")
-    return Path(lines[-1].split("=", 1)[1])
+def cached_kube() -> Path:
+    """The bin dir of the binaries scripts/kube/build.sh cached.
+
+    The build (~15 min cold) runs before pytest (scripts/test.sh does it),
+    never inside a test: it would run once per xdist worker and count
+    against the per-test timeout.
+    """
+    res = subprocess.run([str(SCRIPTS / "build.sh"), "--print-dir"], capture_output=True,
+                         text=True, timeout=60)
+    if res.returncode != 0 or not res.stdout.strip():
+        pytest.fail("no cached kube-apiserver: run scripts/kube/build.sh first "
+                    "(./scripts/test.sh does); the kube tests need it and are not skipped.")
+    return Path(res.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")
 def kube_cluster(tmp_path_factory) -> KubeCluster:
-    bin_dir = build_kube()
+    bin_dir = cached_kube()
     cdir = tmp_path_factory.mktemp("kube")
     env = {**os.environ, "PGSR_KUBE_BIN": str(bin_dir)}
     res = subprocess.run([str(SCRIPTS / "up.sh"), str(cdir)], capture_output=True, text=True,

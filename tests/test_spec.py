@@ -1,0 +1,44 @@
+"""The spec model refuses every invalid SchemaRestore with words that say why.
+
+Pure decisions: no server. The engine's handling of a refusal (nothing
+created, the audit item Failed) is proven on AWS for one case per family in
+tests/aws/test_more_faults.py; the cases themselves are decided here.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from pg_schema_restore.engine.spec import InvalidSpec, RestoreSpec
+from support.specs import invalid_cases
+
+VALID: dict[str, Any] = {
+    "database": "appdb",
+    "schemas": ["customer_a1", "customer_b2"],
+    "restoreTime": "2024-01-28T14:30:00Z",
+    "source": {"dbIdentifier": "prod-db", "region": "eu-west-1",
+               "secretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod"},
+    "temporaryDatabase": {"instanceClass": "db.t4g.medium", "subnetGroup": "pgsr-isolated",
+                          "securityGroupIds": ["sg-1"]},
+}
+
+
+def test_the_valid_base_is_accepted():
+    spec = RestoreSpec.from_dict(copy.deepcopy(VALID))
+    assert spec.target_names() == {"customer_a1": "customer_a1_20240128143000",
+                                   "customer_b2": "customer_b2_20240128143000"}
+
+
+@pytest.mark.parametrize("mutate,says", invalid_cases())
+def test_invalid_spec_is_refused_with_a_precise_message(mutate, says):
+    spec = copy.deepcopy(VALID)
+    mutate(spec)
+    with pytest.raises(InvalidSpec) as refused:
+        RestoreSpec.from_dict(spec)
+    assert refused.value.reason == "InvalidSpec"
+    for words in says:
+        assert words in refused.value.message, (words, refused.value.message)
+    assert "Traceback" not in refused.value.message
