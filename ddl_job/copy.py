@@ -1,6 +1,6 @@
 """Copy every table's rows from the renamed disposable copy to production.
 
-Why it looks like this (FACTS.md, "Data copy throughput"):
+Why it looks like this (docs/facts.md, "Copy throughput"):
 
 - Rows never pass through Python. psycopg surfaces COPY data one row per
   chunk (25 M rows took 29 s just to read); two piped `psql` processes keep

@@ -5,7 +5,7 @@ The schemas are renamed *inside the copy* (`ALTER SCHEMA … RENAME`), and the
 schema references that PostgreSQL keeps as text (function bodies,
 `search_path` settings, dynamic SQL) are rewritten there too; then pg_dump
 dumps the renamed schemas. No SQL text is ever edited with regexes
-(FACTS.md, defects 2-5). Because the copy is modified, extract refuses to
+(docs/facts.md, defects 2-5). Because the copy is modified, extract refuses to
 run without an explicit "source is disposable" acknowledgement and refuses
 when source and target are the same database.
 """

@@ -4,7 +4,7 @@
 defaults, FKs, policies, triggers, `BEGIN ATOMIC` bodies). What it cannot
 move is *text*: plpgsql and SQL string bodies, `SET search_path` clauses and
 dynamic SQL. Left alone, restored functions would keep reading and writing
-the production schema (FACTS.md, defect 4).
+the production schema (docs/facts.md, defect 4).
 
 This is a tokenizer, not a `sed`: it knows string literals, dollar quotes,
 quoted identifiers and comments, and rewrites only

@@ -8,7 +8,7 @@ task per schema, at most `max_concurrent_tasks` at once, each waited on until
 it has *really* finished. Everything is deleted, by recorded id and by tag, in
 phase 6.
 
-What "finished" means (FACTS.md, defect 7 of the original workflow, which
+What "finished" means (docs/facts.md, defect 7 of the original workflow, which
 never looked): the task is `stopped` with StopReason
 `Stop Reason FULL_LOAD_ONLY_FINISHED`, its ReplicationTaskStats report no
 errored table, and DescribeTableStatistics reports every table

@@ -10,7 +10,7 @@ copy: the copy keeps the password that was valid at the restore point):
   has no boto3 paginator: NextToken is followed by hand);
 - each version's creation time is read with GetSecretValue(VersionId):
   moto 5.2.5 reports the list call's own time as every version's
-  CreatedDate in the list (FACTS.md), and the value is needed anyway;
+  CreatedDate in the list (docs/facts.md, "AWS behaviour"), and the value is needed anyway;
 - staging labels order what creation times cannot: a version that only
   carries AWSPENDING never became current and is skipped; AWSCURRENT is the
   newest active version and AWSPREVIOUS the one before it, whatever their

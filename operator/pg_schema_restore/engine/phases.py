@@ -141,7 +141,7 @@ def data_copy(record: RestoreRecord, ctx: Context) -> None:
         summary = ctx.dms.run_full_load(record, spec, record.resources["temporarySecret"],
                                         ctx.temp_dbs.production_secret(spec),
                                         lambda: ctx.save(record))
-        # DMS copies no sequences (FACTS.md defect 6).
+        # DMS copies no sequences (docs/facts.md, defect 6).
         _step(ctx, record, "sequences", ["copy", "--artifacts", location, "--sequences-only"])
     if isinstance(summary, dict):
         record.progress.update({k: summary[k] for k in ("tables", "rows", "bytes")

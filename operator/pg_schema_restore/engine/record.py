@@ -23,7 +23,7 @@ PHASES = (
     "Cleanup",               # 6 delete every temporary resource
     "Record",                # 7 final audit record and result
 )
-# Kubernetes condition per phase (DESIGN.md), set True when the phase completes.
+# Kubernetes condition per phase (docs/design.md), set True when the phase completes.
 PHASE_CONDITIONS = {
     "TemporaryDatabase": "TemporaryDatabaseReady",
     "SchemaExtraction": "SchemaExtracted",
