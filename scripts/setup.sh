@@ -23,5 +23,12 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/pip install -q --upgrade pip >/dev/null
-.venv/bin/pip install -q -e ".[test]"
+# Quiet unless it fails: the build backend's notices would bury the test output.
+pip_log="$(mktemp)"
+if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e ".[test]"; } \
+    >"$pip_log" 2>&1; then
+  tail -40 "$pip_log" >&2
+  rm -f "$pip_log"
+  exit 1
+fi
+rm -f "$pip_log"
