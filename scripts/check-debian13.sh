@@ -20,7 +20,9 @@
 #                 in the root: kept between runs, so a reused DIR skips the compile
 # DIR/logs        one log per step, summary.txt
 # Other knobs: PGSR_D13_MIRROR (mmdebstrap's mirror, default its own),
-# PGSR_D13_DEMO_ARGS (extra arguments for the demo). PGSR_KUBE_MIRROR,
+# PGSR_D13_DEMO_ARGS (extra arguments for the demo), PGSR_D13_EXTRA (a
+# command run last in the repo inside the root as step `extra`, e.g.
+# 'scripts/test.sh -x tests/kube'). PGSR_KUBE_MIRROR,
 # PGSR_KUBE_SECURITY_MIRROR and PGSR_KUBE_DEBSRC are passed to build.sh.
 # The host's CA bundle, extra CAs and /etc/pip.conf are copied in (pip and
 # HTTPS need them behind an intercepting proxy); services are kept from
@@ -225,6 +227,9 @@ else
     skip_step demo setup
   else
     run_step demo step_demo
+  fi
+  if [ -n "${PGSR_D13_EXTRA:-}" ]; then
+    run_step extra in_root "$PGSR_D13_EXTRA"
   fi
 fi
 
