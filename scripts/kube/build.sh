@@ -17,7 +17,9 @@
 # bookworm's kubernetes-client .deb, not installed: another package may own
 # /usr/bin/kubectl), VERSION (the Debian source version) and a .complete
 # marker. When a complete cache for $PGSR_KUBE_VERSION (a version prefix,
-# default 1.20) exists the script exits at once: no apt, no network.
+# default 1.20) exists and up.sh's tools (etcd, curl, python3, openssl,
+# setsid) are installed, the script exits at once: no apt, no network
+# (tools missing: step 1 installs them, then the cache is used).
 # Otherwise (cold, ~15 min on 2 cores):
 #   1. apt-get install the HOST's packages the control plane needs (etcd,
 #      openssl, curl, python3, rsync, jq, make, dpkg-dev...): any Debian
@@ -64,10 +66,23 @@ if [ "${1:-}" = "--print-dir" ]; then
   exit $?
 fi
 
+# What up.sh runs besides the cached binaries (installed in step 1).
+RUNTIME_TOOLS=(etcd curl python3 openssl setsid flock)
+runtime_missing() {
+  local c
+  for c in "${RUNTIME_TOOLS[@]}"; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done
+}
+
 if dir="$(find_cached)"; then
-  echo "kube binaries cached in $dir ($(cat "$dir/VERSION" 2>/dev/null || echo '?'))"
-  echo "KUBE_BIN=$dir"
-  exit 0
+  missing_tools="$(runtime_missing | tr '\n' ' ')"
+  if [ -z "$missing_tools" ]; then
+    echo "kube binaries cached in $dir ($(cat "$dir/VERSION" 2>/dev/null || echo '?'))"
+    echo "KUBE_BIN=$dir"
+    exit 0
+  fi
+  # A cache kept across a fresh system (a new root, a reinstalled host):
+  # install the host packages, then use the cache (found again below).
+  echo "kube binaries cached in $dir, but this system lacks: $missing_tools"
 fi
 
 SUDO=""
