@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Sets up everything pg-schema-restore needs on a fresh Debian 12 machine:
-# Debian's PostgreSQL (server + client: pg_dump, pg_restore, psql) and a
-# Python virtual environment in .venv with the project installed.
+# Sets up everything pg-schema-restore needs on a fresh Debian 12 (bookworm)
+# or Debian 13 (trixie) machine: Debian's PostgreSQL (the `postgresql`
+# metapackage: 15 on Debian 12, 17 on Debian 13; server + client: pg_dump,
+# pg_restore, psql) and a Python virtual environment in .venv (Python 3.11 or
+# 3.13) with the project installed. The newest /usr/lib/postgresql/*/bin is
+# the one used (localpg.server_bindir), so no version is named here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

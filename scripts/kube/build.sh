@@ -1,27 +1,47 @@
 #!/usr/bin/env bash
-# Builds and caches kube-apiserver + kube-controller-manager from Debian's
-# `kubernetes` source package (1.20.x) with Debian's Go 1.19, for the tests
-# on a real control plane (recipe: shared/FACTS.md, "Kubernetes control
-# plane, real, on this machine").
+# Builds and caches kube-apiserver + kube-controller-manager from Debian 12's
+# (bookworm's) `kubernetes` source package (1.20.x) with bookworm's Go 1.19,
+# for the tests on a real control plane (why each step: docs/facts.md,
+# "Kubernetes control plane for the tests"). Works the same on a
+# Debian 12 and a Debian 13 (trixie) host: the 1.20 source, the Go 1.19
+# toolchain and the two Go libraries come from bookworm's archive through a
+# PRIVATE apt configuration and are unpacked (dpkg-deb -x) into the build
+# dir, never installed (trixie has neither golang-1.19 nor a 1.20 source).
 #
 #   scripts/kube/build.sh              build if needed; last line: KUBE_BIN=<dir>
 #   scripts/kube/build.sh --print-dir  print the cached dir and exit 0, or exit 1
 #
 # Cache: $PGSR_KUBE_CACHE (default /var/cache/pg-schema-restore, outside the
 # repo) / kube-<upstream version>/ holds kube-apiserver,
-# kube-controller-manager, Debian's matching kubectl (extracted from the
-# kubernetes-client .deb, not installed: another package may own
-# /usr/bin/kubectl), VERSION (the Debian source version) and a .complete marker. When a complete cache for
-# $PGSR_KUBE_VERSION (a version prefix, default 1.20) exists the script exits
-# at once: no apt, no network. Otherwise (cold, ~15 min on 2 cores):
-#   1. apt-get install the Debian packages needed (Go 1.19, etcd, openssl...)
-#   2. apt-get source kubernetes through a PRIVATE deb-src list and private
-#      lists/cache dirs (the system's apt configuration is left untouched)
-#   3. make generated_files (the tarball lacks generated openapi code)
+# kube-controller-manager, Debian's matching kubectl (extracted from
+# bookworm's kubernetes-client .deb, not installed: another package may own
+# /usr/bin/kubectl), VERSION (the Debian source version) and a .complete
+# marker. When a complete cache for $PGSR_KUBE_VERSION (a version prefix,
+# default 1.20) exists and up.sh's tools (etcd, curl, python3, openssl,
+# setsid) are installed, the script exits at once: no apt, no network
+# (tools missing: step 1 installs them, then the cache is used).
+# Otherwise (cold, ~15 min on 2 cores):
+#   1. apt-get install the HOST's packages the control plane needs (etcd,
+#      openssl, curl, python3, rsync, jq, make, dpkg-dev...): any Debian
+#      release's will do
+#   2. through a private sources list + private lists/cache dirs (the
+#      system's apt configuration is left untouched): `deb` and `deb-src`
+#      lines for bookworm, bookworm-updates and bookworm-security on the
+#      mirrors the system's Debian sources use (deb.debian.org otherwise)
+#   3. apt-get source kubernetes (1.20.x), apt-get download golang-1.19-go,
+#      golang-1.19-src, the reflect2 / json-iterator -dev packages and
+#      kubernetes-client; dpkg-deb -x them into the build dir
 #   4. swap vendored modern-go/reflect2 + json-iterator/go for Debian's
 #      (the vendored ones crash Go 1.19 at the first custom-resource create)
-#   5. go build (GOPATH mode, GO111MODULE=off CGO_ENABLED=0) both commands
-# The build tree is removed afterwards unless PGSR_KUBE_KEEP_BUILD=1.
+#   5. make generated_files (the tarball lacks generated openapi code)
+#   6. go build (GOPATH mode, GO111MODULE=off CGO_ENABLED=0) both commands
+# The build tree ($PGSR_KUBE_CACHE/build) is removed afterwards unless
+# PGSR_KUBE_KEEP_BUILD=1. PGSR_KUBE_FETCH_ONLY=1 stops after step 4 (sources
+# and toolchain fetched and unpacked, `go version` run; tree kept, no cache).
+#
+# Overrides: PGSR_KUBE_DEBSRC: the whole private sources list, one-line
+# format (`deb-src` lines alone get matching `deb` lines); PGSR_KUBE_MIRROR /
+# PGSR_KUBE_SECURITY_MIRROR: the bookworm mirror URIs.
 set -euo pipefail
 
 CACHE_ROOT="${PGSR_KUBE_CACHE:-/var/cache/pg-schema-restore}"
@@ -46,10 +66,23 @@ if [ "${1:-}" = "--print-dir" ]; then
   exit $?
 fi
 
+# What up.sh runs besides the cached binaries (installed in step 1).
+RUNTIME_TOOLS=(etcd curl python3 openssl setsid flock)
+runtime_missing() {
+  local c
+  for c in "${RUNTIME_TOOLS[@]}"; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done
+}
+
 if dir="$(find_cached)"; then
-  echo "kube binaries cached in $dir ($(cat "$dir/VERSION" 2>/dev/null || echo '?'))"
-  echo "KUBE_BIN=$dir"
-  exit 0
+  missing_tools="$(runtime_missing | tr '\n' ' ')"
+  if [ -z "$missing_tools" ]; then
+    echo "kube binaries cached in $dir ($(cat "$dir/VERSION" 2>/dev/null || echo '?'))"
+    echo "KUBE_BIN=$dir"
+    exit 0
+  fi
+  # A cache kept across a fresh system (a new root, a reinstalled host):
+  # install the host packages, then use the cache (found again below).
+  echo "kube binaries cached in $dir, but this system lacks: $missing_tools"
 fi
 
 SUDO=""
@@ -65,13 +98,9 @@ step() {  # step NAME: prints the time the previous step took
 }
 
 # ---------------------------------------------------------------- 1. packages
-step "installing Debian packages"
-PKGS=(golang-1.19-go rsync jq dpkg-dev etcd-server
-      golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
-      openssl make ca-certificates)
-if ! apt-cache show golang-1.19-go >/dev/null 2>&1 || ! apt-cache show etcd-server >/dev/null 2>&1; then
-  $SUDO apt-get update -qq
-fi
+step "installing the host's Debian packages"
+# From the host's own release (Debian 12 or 13); etcd 3.4 and 3.5 both do.
+PKGS=(etcd-server rsync jq dpkg-dev openssl make ca-certificates debian-archive-keyring)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -79,8 +108,11 @@ done
 # up.sh needs these too; any install of them will do.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
-command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+{ command -v flock && command -v setsid; } >/dev/null 2>&1 || missing+=(util-linux)
 if [ "${#missing[@]}" -gt 0 ]; then
+  if ! apt-cache show "${missing[@]}" >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+  fi
   echo "apt-get install ${missing[*]}"
   apt_log="$(mktemp)"
   if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$apt_log" 2>&1; then
@@ -97,10 +129,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   rm -f "$apt_log"
 fi
 # Debian's etcd-server unit starts a default etcd on 2379; the tests never use it.
-GO=/usr/lib/go-1.19/bin/go
-[ -x "$GO" ] || { echo "ERROR: $GO missing after installing golang-1.19-go" >&2; exit 1; }
 
-# ------------------------------------------------------------------ 2. source
+# ------------------------------------------------------------ 2. apt (private)
 $SUDO mkdir -p "$CACHE_ROOT"
 [ -w "$CACHE_ROOT" ] || $SUDO chown "$(id -u):$(id -g)" "$CACHE_ROOT"
 # One build at a time per cache; whoever waited finds the cache filled.
@@ -116,17 +146,24 @@ if dir="$(find_cached)"; then
 fi
 WORK="$CACHE_ROOT/build"
 rm -rf "$WORK"
-mkdir -p "$WORK/apt/lists/partial" "$WORK/apt/cache/archives/partial" "$WORK/apt/parts" "$WORK/src"
+mkdir -p "$WORK/apt/lists/partial" "$WORK/apt/cache/archives/partial" "$WORK/apt/parts" \
+         "$WORK/apt/preferences.d" "$WORK/src" "$WORK/debs" "$WORK/tools"
 
-step "fetching the kubernetes source package through a private deb-src list"
-# Derive deb-src entries from the system's Debian sources (deb822 *.sources
-# and one-line *.list / sources.list); only Debian archives (they carry
-# sources), disabled files (other suffixes) are ignored like apt does.
-SRCLIST="$WORK/apt/sources.list"
-{
+step "private apt configuration for Debian 12 (bookworm), whatever the host runs"
+# The host's Debian sources as "URI SUITE" lines (deb822 *.sources and
+# one-line *.list / sources.list; `deb` entries only; disabled files, i.e.
+# other suffixes, are ignored like apt does): only their mirrors are used.
+system_debian_uris() {
+  local f
   for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
     [ -f "$f" ] || continue
-    sed -n -E 's/^[[:space:]]*deb[[:space:]]+/deb-src /p' "$f"
+    awk '
+      /^[ \t]*deb[ \t]/ {
+        line = $0; sub(/^[ \t]*deb[ \t]+/, "", line)
+        if (line ~ /^\[/) sub(/^\[[^]]*\][ \t]*/, "", line)
+        split(line, F, /[ \t]+/)
+        if (F[1] != "" && F[2] != "") print F[1], F[2]
+      }' "$f"
   done
   for f in /etc/apt/sources.list.d/*.sources; do
     [ -f "$f" ] || continue
@@ -134,35 +171,65 @@ SRCLIST="$WORK/apt/sources.list"
       function flush() {
         if (types ~ /(^|[ \t])deb([ \t]|$)/ && enabled != "no" && uris != "") {
           n = split(uris, U, /[ \t]+/); m = split(suites, S, /[ \t]+/)
-          for (i = 1; i <= n; i++) for (j = 1; j <= m; j++) if (U[i] != "" && S[j] != "") {
-            opt = (signed != "") ? "[signed-by=" signed "] " : ""
-            print "deb-src " opt U[i] " " S[j] " " comps
-          }
+          for (i = 1; i <= n; i++) for (j = 1; j <= m; j++)
+            if (U[i] != "" && S[j] != "") print U[i], S[j]
         }
-        types = uris = suites = comps = signed = enabled = ""
+        types = uris = suites = enabled = ""
       }
       /^[ \t]*#/ { next }
       /^[ \t]*$/ { flush(); next }
       {
         k = tolower($1); sub(/:$/, "", k); v = $0; sub(/^[^:]*:[ \t]*/, "", v)
         if (k == "types") types = v; else if (k == "uris") uris = v
-        else if (k == "suites") suites = v; else if (k == "components") comps = v
-        else if (k == "signed-by") signed = v; else if (k == "enabled") enabled = tolower(v)
+        else if (k == "suites") suites = v; else if (k == "enabled") enabled = tolower(v)
       }
       END { flush() }' "$f"
   done
-} | grep -E '[[:space:]](https?|file)://[^[:space:]]*debian' | sort -u > "$SRCLIST" || true
-if [ -n "${PGSR_KUBE_DEBSRC:-}" ]; then echo "$PGSR_KUBE_DEBSRC" > "$SRCLIST"; fi
-if [ ! -s "$SRCLIST" ]; then
-  echo "ERROR: no Debian archive found in the system's apt sources to derive a deb-src line from;" >&2
-  echo "       set PGSR_KUBE_DEBSRC='deb-src http://deb.debian.org/debian bookworm main'" >&2
-  exit 1
+}
+SYS_URIS="$(system_debian_uris | grep -E '^(https?|file)://[^[:space:]]*debian' || true)"
+# The security archive: a *-security suite (or a debian-security URI); the
+# main archive: any other Debian URI (not ports/debug archives).
+MIRROR="${PGSR_KUBE_MIRROR:-$(awk '$2 !~ /-security$/ && $1 !~ /debian-(security|ports|debug)/ { print $1; exit }' <<<"$SYS_URIS")}"
+SEC_MIRROR="${PGSR_KUBE_SECURITY_MIRROR:-$(awk '$2 ~ /-security$/ || $1 ~ /debian-security/ { print $1; exit }' <<<"$SYS_URIS")}"
+MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+SEC_MIRROR="${SEC_MIRROR:-http://deb.debian.org/debian-security}"
+# bookworm's Release files are signed with keys that Debian 12's and 13's
+# debian-archive-keyring both carry.
+KEYRING=""
+for k in /usr/share/keyrings/debian-archive-keyring.gpg /usr/share/keyrings/debian-archive-keyring.pgp; do
+  if [ -f "$k" ]; then KEYRING="$k"; break; fi
+done
+SIGNED="${KEYRING:+signed-by=$KEYRING}"
+ARCH="$(dpkg --print-architecture)"
+SRCLIST="$WORK/apt/sources.list"
+if [ -n "${PGSR_KUBE_DEBSRC:-}" ]; then
+  # The old meaning (deb-src lines only) still works: binaries come from
+  # the same archives.
+  {
+    printf '%s\n' "$PGSR_KUBE_DEBSRC"
+    if ! grep -qE '^[[:space:]]*deb[[:space:]]' <<<"$PGSR_KUBE_DEBSRC"; then
+      sed -n -E 's/^[[:space:]]*deb-src[[:space:]]+/deb /p' <<<"$PGSR_KUBE_DEBSRC"
+    fi
+  } > "$SRCLIST"
+else
+  for entry in "$MIRROR bookworm" "$MIRROR bookworm-updates" "$SEC_MIRROR bookworm-security"; do
+    echo "deb [arch=$ARCH${SIGNED:+ $SIGNED}] $entry main"
+    echo "deb-src ${SIGNED:+[$SIGNED] }$entry main"
+  done > "$SRCLIST"
 fi
-echo "private deb-src list:"; sed 's/^/  /' "$SRCLIST"
+echo "private sources list:"; sed 's/^/  /' "$SRCLIST"
+# Private lists, cache and preferences; no host pinning or Default-Release
+# may pick another release's package.
 APT_PRIV=(-o "Dir::Etc::SourceList=$SRCLIST" -o "Dir::Etc::SourceParts=$WORK/apt/parts"
           -o "Dir::State::Lists=$WORK/apt/lists" -o "Dir::Cache=$WORK/apt/cache"
+          -o "Dir::Etc::Preferences=$WORK/apt/preferences"
+          -o "Dir::Etc::PreferencesParts=$WORK/apt/preferences.d"
+          -o "APT::Default-Release=" -o "Acquire::Languages=none"
           -o "APT::Sandbox::User=root" -o "Debug::NoLocking=1")
 apt-get "${APT_PRIV[@]}" update -qq
+
+# --------------------------------------------------- 3. source and toolchain
+step "fetching the kubernetes source package"
 DEB_VERSION="$(apt-cache "${APT_PRIV[@]}" showsrc kubernetes | sed -n 's/^Version: //p' | sort -V | tail -1)"
 [ -n "$DEB_VERSION" ] || { echo "ERROR: no kubernetes source package in $SRCLIST" >&2; exit 1; }
 # Debian versions look like 1.20.5+really1.20.2-1.1+deb12u1: the code is 1.20.2.
@@ -170,24 +237,43 @@ UPSTREAM="${DEB_VERSION%-*}"; UPSTREAM="${UPSTREAM##*really}"; UPSTREAM="${UPSTR
 echo "kubernetes source $DEB_VERSION (upstream $UPSTREAM)"
 case "$UPSTREAM" in
   "$WANT"*) ;;
-  *) echo "ERROR: Debian's kubernetes source is $UPSTREAM, not $WANT.x" >&2; exit 1 ;;
+  *) echo "ERROR: the kubernetes source in $SRCLIST is $UPSTREAM, not $WANT.x" >&2; exit 1 ;;
 esac
 (cd "$WORK/src" && apt-get "${APT_PRIV[@]}" source -qq "kubernetes=$DEB_VERSION" >/dev/null)
 SRC="$(find "$WORK/src" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' | head -1)"
 [ -d "$SRC/cmd/kube-apiserver" ] || { echo "ERROR: unpacked source lacks cmd/kube-apiserver ($SRC)" >&2; exit 1; }
 
-# -------------------------------------------------------------- 3. generated
-export PATH="/usr/lib/go-1.19/bin:$PATH"
+step "fetching bookworm's Go 1.19 toolchain and Go libraries (unpacked, not installed)"
+DEBS=(golang-1.19-go golang-1.19-src golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev)
+(cd "$WORK/debs" && apt-get "${APT_PRIV[@]}" download -qq "${DEBS[@]}" >/dev/null)
+# Debian's kubectl (kubernetes-client, 1.20) matches the server. Optional.
+(cd "$WORK/debs" && apt-get "${APT_PRIV[@]}" download -qq kubernetes-client >/dev/null 2>&1) \
+  || echo "note: bookworm's kubernetes-client not available; tests use the kubectl on PATH"
+TOOLS="$WORK/tools"
+for deb in "$WORK"/debs/*.deb; do
+  echo "  $(basename "$deb")"
+  dpkg-deb -x "$deb" "$TOOLS"
+done
+# Debian's GOROOT (its src, pkg/include... are relative symlinks into
+# usr/share/go-1.19, so they resolve inside the unpacked tree too).
+export GOROOT="$TOOLS/usr/lib/go-1.19"
+GO="$GOROOT/bin/go"
+[ -x "$GO" ] || { echo "ERROR: $GO missing after unpacking golang-1.19-go" >&2; exit 1; }
+[ -f "$GOROOT/src/runtime/runtime.go" ] || { echo "ERROR: $GOROOT/src incomplete (golang-1.19-src)" >&2; exit 1; }
+"$GO" version
+
+# ---------------------------------------------------------- 4. vendor swap
+export PATH="$GOROOT/bin:$PATH"
 export GOCACHE="$WORK/gocache" GOFLAGS="" GO111MODULE=off CGO_ENABLED=0 GOTOOLCHAIN=local
 export GOPATH="$WORK/gopath"
 mkdir -p "$GOPATH/src/k8s.io"
 ln -sfn "$SRC" "$GOPATH/src/k8s.io/kubernetes"
 export KUBE_GIT_VERSION="v$UPSTREAM" KUBE_GIT_TREE_STATE=clean
 
-# 4 first (cheap), so the generators also compile against Debian's libraries.
+# Before generating, so the generators also compile against Debian's libraries.
 step "replacing vendored reflect2 / json-iterator with Debian's"
 for pkg in github.com/modern-go/reflect2 github.com/json-iterator/go; do
-  deb="/usr/share/gocode/src/$pkg"
+  deb="$TOOLS/usr/share/gocode/src/$pkg"
   [ -d "$deb" ] || { echo "ERROR: $deb missing" >&2; exit 1; }
   rm -rf "${SRC:?}/vendor/$pkg"
   mkdir -p "$SRC/vendor/$pkg"
@@ -195,6 +281,12 @@ for pkg in github.com/modern-go/reflect2 github.com/json-iterator/go; do
   find "$SRC/vendor/$pkg" -name '*_test.go' -delete
 done
 
+if [ "${PGSR_KUBE_FETCH_ONLY:-0}" = "1" ]; then
+  step "PGSR_KUBE_FETCH_ONLY=1: sources and toolchain ready in $WORK (no build, no cache)"
+  exit 0
+fi
+
+# -------------------------------------------------------------- 5. generated
 step "make generated_files"
 (cd "$GOPATH/src/k8s.io/kubernetes" && make generated_files > "$WORK/generated.log" 2>&1) || {
   echo "ERROR: make generated_files failed; last lines of $WORK/generated.log:" >&2
@@ -202,7 +294,7 @@ step "make generated_files"
   exit 1
 }
 
-# ------------------------------------------------------------------ 5. build
+# ------------------------------------------------------------------ 6. build
 OUT="$WORK/out"
 mkdir -p "$OUT"
 # Version stamps (else the server reports v0.0.0-master with no major/minor).
@@ -220,20 +312,15 @@ for b in "${BINS[@]}"; do
   (cd "$GOPATH/src/k8s.io/kubernetes" && go build -p "$(nproc)" -ldflags "$LDFLAGS" -o "$OUT/$b" "./cmd/$b")
 done
 
-# ------------------------------------------------------------------ 6. cache
+# ------------------------------------------------------------------ 7. cache
 step "caching binaries"
 DEST="$CACHE_ROOT/kube-$UPSTREAM"
 rm -rf "$DEST.tmp"
 mkdir -p "$DEST.tmp"
 for b in "${BINS[@]}"; do install -m 0755 "$OUT/$b" "$DEST.tmp/$b"; done
-# Debian's kubectl (kubernetes-client, 1.20) matches the server. It is not
-# installed (its /usr/bin/kubectl may clash with another kubectl package):
-# the binary is extracted from the .deb into the cache dir. Optional.
-(
-  cd "$WORK" && apt-get download -qq kubernetes-client >/dev/null 2>&1 \
-  && dpkg-deb -x kubernetes-client_*.deb "$WORK/kubectl-deb" \
-  && install -m 0755 "$WORK/kubectl-deb/usr/bin/kubectl" "$DEST.tmp/kubectl"
-) || echo "note: Debian's kubernetes-client not available; tests use the kubectl on PATH"
+# bookworm's kubectl (unpacked from kubernetes-client above), not installed:
+# its /usr/bin/kubectl may clash with another kubectl package.
+if [ -x "$TOOLS/usr/bin/kubectl" ]; then install -m 0755 "$TOOLS/usr/bin/kubectl" "$DEST.tmp/kubectl"; fi
 echo "$DEB_VERSION" > "$DEST.tmp/VERSION"
 "$DEST.tmp/kube-apiserver" --version | tee "$DEST.tmp/apiserver-version"
 grep -q "v$UPSTREAM" "$DEST.tmp/apiserver-version" || { echo "ERROR: version stamp missing" >&2; exit 1; }
