@@ -4,8 +4,8 @@
 #
 #   ./scripts/test.sh            everything: unit, PostgreSQL, moto, the real
 #                                kube-apiserver (built and cached the first time)
-#   ./scripts/test.sh --fast     the fast tier: `-m "not e2e and not kube"`; a later -m wins
-#                                (no control plane, no kube build)
+#   ./scripts/test.sh --fast     the fast tier: `-m "not e2e and not aws and not kube"`; a later -m wins
+#                                (no moto, no control plane, no kube build)
 #
 # Extra arguments go to pytest (e.g. -k, -m, -x). PGSR_TEST_WORKERS sets the
 # number of xdist workers (default 4: the tests mostly wait on servers, so
@@ -23,7 +23,7 @@ done
 ./scripts/setup.sh
 tier=()
 if [ "$fast" = 1 ]; then
-  tier=(-m "not e2e and not kube")
+  tier=(-m "not e2e and not aws and not kube")
 else
   # Built before pytest (once per machine, cached): never inside a test.
   ./scripts/kube/build.sh

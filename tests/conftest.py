@@ -10,7 +10,7 @@ is a marker expression, not a list of files:
 - `kube`: the real kube-apiserver + kube-controller-manager;
 - `e2e`:  set by hand on the slow end-to-end cases.
 
-`./scripts/test.sh --fast` runs `not e2e and not kube`.
+`./scripts/test.sh --fast` runs `not e2e and not aws and not kube`.
 """
 
 from __future__ import annotations
