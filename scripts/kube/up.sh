@@ -68,12 +68,17 @@ if [ ! -f "$PKI/admin.crt" ]; then
   log "generating certificates"
   (
     cd "$PKI"
+    # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA needs a
+    # critical keyUsage, every issued certificate an authority key id.
     openssl req -x509 -new -nodes -newkey rsa:2048 -sha256 -days 3650 \
-      -keyout ca.key -out ca.crt -subj "/CN=pg-schema-restore-test-ca" 2>/dev/null
+      -keyout ca.key -out ca.crt -subj "/CN=pg-schema-restore-test-ca" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
     cat > serving.ext <<'EOF'
 basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth,clientAuth
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid,issuer
 subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 EOF
     openssl req -new -nodes -newkey rsa:2048 -keyout serving.key -out serving.csr \
@@ -84,6 +89,8 @@ EOF
 basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid,issuer
 EOF
     openssl req -new -nodes -newkey rsa:2048 -keyout admin.key -out admin.csr \
       -subj "/O=system:masters/CN=admin" 2>/dev/null
