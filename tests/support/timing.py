@@ -13,7 +13,7 @@ At the end of the run it prints the run's wall and machine CPU time and the
 slowest tests with all three figures: a test whose wall is far above its
 machine CPU is waiting (sleeps, polls, timeouts), not working. Timing is
 reported, never asserted. `PGSR_TIMING_JSON=path` also writes every test's
-figures as JSON.
+figures as JSON, with when it began and on which xdist worker.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class Timing:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         item.stash[_start_key] = (time.perf_counter(), process_cpu_seconds(),
                                   machine_cpu_seconds())
+        item.stash[_began_key] = time.time()
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
@@ -71,6 +72,8 @@ class Timing:
                 "wall": time.perf_counter() - wall0,
                 "cpu": process_cpu_seconds() - cpu0,
                 "machine": machine_cpu_seconds() - machine0,
+                "began": item.stash[_began_key],
+                "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
             }))
         yield
 
@@ -104,6 +107,7 @@ class Timing:
 
 
 _start_key = pytest.StashKey[tuple[float, float, float]]()
+_began_key = pytest.StashKey[float]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
