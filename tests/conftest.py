@@ -39,8 +39,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parts = [part for part, fixtures in _PART_FIXTURES.items() if used & fixtures]
         for part in parts or ["unit"]:
             item.add_marker(part)
-    # Longest first: the control-plane and end-to-end cases start at once
+    # Longest first (`longest` marks the run's longest cases, which also
+    # decide its end): the control-plane and end-to-end cases start at once
     # and the short ones fill the gaps, instead of one long case finishing
     # alone at the end of a parallel run. File order is kept within each group.
-    items.sort(key=lambda item: 0 if item.get_closest_marker("kube") else
-               1 if item.get_closest_marker("e2e") else 2)
+    items.sort(key=lambda item: 0 if item.get_closest_marker("longest") else
+               1 if item.get_closest_marker("kube") else
+               2 if item.get_closest_marker("e2e") else 3)

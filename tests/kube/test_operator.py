@@ -200,7 +200,7 @@ def _spec(world: World, **extra) -> dict:
             "restoreTime": world.point.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), **extra}
 
 
-# First in the file: the longest test starts first in a parallel run.
+@pytest.mark.longest    # the run's longest case: it starts first
 def test_twenty_restores_with_limit_four(world):
     world.start_operator()
     names = [f"many-{i:02d}" for i in range(20)]
