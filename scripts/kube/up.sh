@@ -68,7 +68,11 @@ if [ ! -f "$PKI/admin.crt" ]; then
   log "generating certificates"
   (
     cd "$PKI"
+    # keyUsage on the CA: Python >= 3.13 verifies with VERIFY_X509_STRICT,
+    # which rejects a CA without it ("CA cert does not include key usage
+    # extension"), so the kubernetes client could not reach the API.
     openssl req -x509 -new -nodes -newkey rsa:2048 -sha256 -days 3650 \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" \
       -keyout ca.key -out ca.crt -subj "/CN=pg-schema-restore-test-ca" 2>/dev/null
     cat > serving.ext <<'EOF'
 basicConstraints=CA:FALSE
