@@ -181,6 +181,14 @@ step_check() {
     etcd --version | head -1
     KC=/tmp/kc/kubeconfig; P=/tmp/kc/pki
     echo "readyz: $(curl -fsS --cacert $P/ca.crt --cert $P/admin.crt --key $P/admin.key "$(cat /tmp/kc/api_url)/readyz")"
+    # The way the kubernetes Python client verifies (strict X.509 on 3.13).
+    python3 - "$(cat /tmp/kc/api_url)/readyz" $P <<"PYEOF"
+import ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[2] + "/ca.crt")
+ctx.load_cert_chain(sys.argv[2] + "/admin.crt", sys.argv[2] + "/admin.key")
+body = urllib.request.urlopen(sys.argv[1], context=ctx).read().decode()
+print(f"readyz from Python {sys.version.split()[0]} (default TLS context): {body}")
+PYEOF
     BIN="$(scripts/kube/build.sh --print-dir)"
     KUBECTL="$BIN/kubectl"; [ -x "$KUBECTL" ] || KUBECTL=kubectl
     "$KUBECTL" --kubeconfig $KC version --short 2>/dev/null || "$KUBECTL" --kubeconfig $KC version
