@@ -53,10 +53,9 @@ class Timing:
     """Collects per-test figures (on each xdist worker) and reports them (on the
     controller, which receives them with the teardown reports)."""
 
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
+    def __init__(self) -> None:
         self.results: list[dict[str, Any]] = []
-        self.run_start = (time.perf_counter(), machine_cpu_seconds(), process_cpu_seconds())
+        self.run_start = (time.perf_counter(), machine_cpu_seconds())
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -87,7 +86,7 @@ class Timing:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.results:
             return
-        wall0, machine0, _ = self.run_start
+        wall0, machine0 = self.run_start
         wall = time.perf_counter() - wall0
         machine = machine_cpu_seconds() - machine0
         write = terminalreporter.write_line
@@ -111,4 +110,4 @@ _began_key = pytest.StashKey[float]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(Timing(config), "pgsr-timing")
+    config.pluginmanager.register(Timing(), "pgsr-timing")
