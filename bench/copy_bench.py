@@ -38,7 +38,7 @@ from ddl_job.artifacts import open_store
 from ddl_job.conn import Endpoint
 from ddl_job.copy import copy_data
 from ddl_job.progress import NullReporter
-from pg_schema_restore.localpg import LocalCluster
+from pg_schema_restore.local.cluster import LocalCluster
 
 HERE = Path(__file__).resolve().parent
 SCHEMA = "bench"

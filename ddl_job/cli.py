@@ -13,13 +13,13 @@ import os
 import secrets
 import sys
 import traceback
-from dataclasses import asdict, is_dataclass
-from typing import Any, Callable
+from dataclasses import asdict, fields, is_dataclass
+from typing import Any
 
-from . import apply, copy, drop, dump, extract, pipeline, precheck, verify
+from . import apply, copy, drop, extract, pipeline, precheck, requests, verify
 from .artifacts import open_store
 from .conn import SOURCE_ENV, TARGET_ENV, Endpoint
-from .errors import DataPlaneError
+from .errors import RestoreError
 from .manifest import Manifest
 from .marker import validate_restore_id
 from .names import parse_schema_list, validate_schema_list
@@ -56,46 +56,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ddl_job", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     steps = parser.add_subparsers(dest="step", required=True)
-
-    p = steps.add_parser("extract", help="rename in the copy, dump, store DDL artifacts")
-    add_schema_args(p)
-    p.add_argument("--suffix", required=True)
-    p.add_argument("--artifacts", required=True, help="directory or s3://bucket/prefix")
-    p.add_argument("--restore-id", required=True)
-    p.add_argument("--mode", choices=extract.MODES, default="copy")
-    p.add_argument("--disposable-source", action="store_true",
-                   help="acknowledge that the source copy is modified (schemas renamed)")
-
-    p = steps.add_parser("precheck", help="check production before anything is created")
-    add_schema_args(p)
-    p.add_argument("--suffix", required=True)
-
-    p = steps.add_parser("apply", help="apply pre-data (one transaction) or post-data")
-    p.add_argument("section", choices=["pre", "post"])
-    p.add_argument("--artifacts", required=True)
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--maintenance-work-mem", default=dump.DEFAULT_MAINTENANCE_WORK_MEM,
-                   help="per connection, for index builds (post-data); larger is often "
-                        "slower (cache-hostile sorts)")
-
-    p = steps.add_parser("copy", help="copy all rows and sequence values")
-    p.add_argument("--artifacts", required=True)
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--sequences-only", action="store_true",
-                   help="only set sequences (rows were copied by DMS)")
-    p.add_argument("--restart", action="store_true",
-                   help="resume: empty tables a crashed copy loaded (only in schemas "
-                        "carrying this restore's marker)")
-
-    p = steps.add_parser("verify", help="compare source and target")
-    p.add_argument("--artifacts", required=True)
-
-    p = steps.add_parser("drop", help="drop the schemas created by a restore id")
-    p.add_argument("--restore-id", required=True)
+    helps = {"precheck": "check production before anything is created",
+             "extract": "rename in the copy, dump, store DDL artifacts",
+             "apply": "apply pre-data (one transaction) or post-data",
+             "copy": "copy all rows and sequence values",
+             "verify": "compare source and target",
+             "drop": "drop the schemas created by a restore id"}
+    sections = None
+    for command, request in requests.REQUESTS.items():
+        if command.startswith("apply "):
+            if sections is None:
+                sections = steps.add_parser("apply", help=helps["apply"]).add_subparsers(
+                    dest="section", required=True)
+            p = sections.add_parser(command.split()[1])
+        else:
+            p = steps.add_parser(command, help=helps[command])
+        if any(f.name == "schemas" for f in fields(request)):
+            add_schema_args(p)
+        requests.add_arguments(p, request)
+        p.set_defaults(request=request)
 
     p = steps.add_parser("from-copy", help="all steps on an existing restored copy")
     add_from_copy_args(p)
     return parser
+
+
+def request_from(args: argparse.Namespace) -> requests.StepRequest:
+    """The typed request a step's argv describes."""
+    request = args.request
+    if any(f.name == "schemas" for f in fields(request)):
+        return requests.from_args(request, args, schemas=tuple(schemas_from(args)))
+    return requests.from_args(request, args)
 
 
 def add_from_copy_args(p: argparse.ArgumentParser) -> None:
@@ -124,37 +115,39 @@ def run_from_copy(args: argparse.Namespace, reporter: Reporter) -> pipeline.From
         artifacts=args.artifacts, keep_on_failure=args.keep_on_failure, reporter=reporter)
 
 
-def run_copy(args: argparse.Namespace, reporter: Reporter) -> dict:
-    manifest = Manifest.load(open_store(args.artifacts))
-    if args.sequences_only:
-        return copy.sync_sequences(source(), target(), manifest.targets, reporter=reporter)
-    return copy.copy_data(source(), target(), manifest.targets, jobs=max(1, args.jobs),
-                          reporter=reporter,
-                          restart_for=manifest.restore_id if args.restart else None)
-
-
-def dispatch(args: argparse.Namespace, reporter: Reporter) -> Any:
-    actions: dict[str, Callable[[], Any]] = {
-        "precheck": lambda: precheck.precheck(target(), schemas_from(args), args.suffix,
-                                              reporter=reporter),
-        "extract": lambda: extract.extract(
-            source(), target(), schemas_from(args), args.suffix, open_store(args.artifacts),
-            restore_id=args.restore_id, mode=args.mode,
-            disposable_source=args.disposable_source, reporter=reporter),
-        "apply": lambda: (apply.apply_pre(target(), open_store(args.artifacts), reporter)
-                          if args.section == "pre" else
-                          apply.apply_post(target(), open_store(args.artifacts),
-                                           jobs=max(1, args.jobs), reporter=reporter,
-                                           maintenance_work_mem=args.maintenance_work_mem)),
-        "copy": lambda: run_copy(args, reporter),
-        "verify": lambda: verify.verify(
-            source(), target(), Manifest.load(open_store(args.artifacts)).targets,
-            reporter=reporter),
-        "drop": lambda: drop.drop_restored(
-            target(), validate_restore_id(args.restore_id), reporter=reporter),
-        "from-copy": lambda: run_from_copy(args, reporter),
-    }
-    return actions[args.step]()
+def run(request: requests.StepRequest, reporter: Reporter) -> Any:
+    """Do what the request asks, with the connections from the environment."""
+    match request:
+        case requests.Precheck():
+            return precheck.precheck(target(), list(request.schemas), request.suffix,
+                                     reporter=reporter)
+        case requests.Extract():
+            return extract.extract(
+                source(), target(), list(request.schemas), request.suffix,
+                open_store(request.artifacts), restore_id=request.restore_id,
+                mode=request.mode, disposable_source=request.disposable_source,
+                reporter=reporter)
+        case requests.ApplyPre():
+            return apply.apply_pre(target(), open_store(request.artifacts), reporter)
+        case requests.ApplyPost():
+            return apply.apply_post(target(), open_store(request.artifacts), jobs=request.jobs,
+                                    reporter=reporter,
+                                    maintenance_work_mem=request.maintenance_work_mem)
+        case requests.Copy():
+            manifest = Manifest.load(open_store(request.artifacts))
+            if request.sequences_only:
+                return copy.sync_sequences(source(), target(), manifest.targets,
+                                           reporter=reporter)
+            return copy.copy_data(source(), target(), manifest.targets, jobs=request.jobs,
+                                  reporter=reporter,
+                                  restart_for=manifest.restore_id if request.restart else None)
+        case requests.Verify():
+            return verify.verify(source(), target(),
+                                 Manifest.load(open_store(request.artifacts)).targets,
+                                 reporter=reporter)
+        case requests.Drop():
+            return drop.drop_restored(target(), request.restore_id, reporter=reporter)
+    raise TypeError(f"unknown request {request!r}")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -199,8 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     step = args.step if args.step != "apply" else f"apply-{args.section}"
     reporter = Reporter(step)
     try:
-        result = dispatch(args, reporter)
-    except DataPlaneError as exc:
+        if args.step == "from-copy":
+            result = run_from_copy(args, reporter)
+        else:
+            result = run(request_from(args), reporter)
+    except RestoreError as exc:
         return _fail(reporter, step, exc.reason, exc.message)
     except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen failure: still one line
         traceback.print_exc(file=sys.stderr)   # for whoever reads the log

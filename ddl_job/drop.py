@@ -30,7 +30,7 @@ import psycopg
 from psycopg import sql
 
 from .conn import Endpoint
-from .errors import DataPlaneError
+from .errors import DataPlaneError, InvalidRequest
 from .marker import carries_marker, validate_restore_id
 from .names import validate_schema_name
 from .progress import Reporter
@@ -164,7 +164,7 @@ def _marked_schemas(conn: psycopg.Connection, restore_id: str,
             continue
         try:
             validate_schema_name(name)
-        except DataPlaneError as exc:
+        except InvalidRequest as exc:
             # apply pre never creates such a schema: someone copied the marker
             reporter.emit("drop_skipped", schema=name, reason=exc.reason)
             continue

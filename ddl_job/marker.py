@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import re
 
+from .errors import InvalidRequest
+
 PREFIX = "pg-schema-restore: restored by restore-id="
-_RESTORE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# The one rule for a restore id, everywhere (CLI, operator, data plane): it
+# names AWS resources (`pgsr-<id>-db`: RDS identifiers are lowercase letters,
+# digits and single hyphens) and Kubernetes objects (`pgsr-<id>-apply-post`,
+# at most 63 characters), and it is written in schema comments.
+RESTORE_ID_MAX = 20
+_RESTORE_ID = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
 
 def validate_restore_id(restore_id: str) -> str:
-    from .errors import DataPlaneError
-
-    if not _RESTORE_ID.match(restore_id):
-        raise DataPlaneError("InvalidRestoreId",
-                             f"restore id {restore_id!r} must be 1-63 of [A-Za-z0-9_.-]")
+    if len(restore_id) > RESTORE_ID_MAX or not _RESTORE_ID.fullmatch(restore_id):
+        raise InvalidRequest(
+            "InvalidRestoreId",
+            f"restore id {restore_id!r} must be 1-{RESTORE_ID_MAX} lowercase letters, digits "
+            "and single inner hyphens")
     return restore_id
 
 

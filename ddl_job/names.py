@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from .errors import DataPlaneError
+from .errors import InvalidRequest
 
 MAX_IDENTIFIER_BYTES = 63
 _FORBIDDEN = re.compile(r"""["';\\]|--|/\*|\*/|[\x00-\x1f\x7f]""")
@@ -21,44 +21,49 @@ _SUFFIX = re.compile(r"^[A-Za-z0-9_]{1,40}$")
 
 
 def validate_schema_name(name: str) -> None:
-    """Raise InvalidSchemaName for names we refuse to handle."""
+    """Raise InvalidRequest (reason InvalidSchemaName) for names we refuse."""
     if not name or not name.strip():
-        raise DataPlaneError("InvalidSchemaName", "a schema name is empty")
+        raise InvalidRequest("InvalidSchemaName", "a schema name is empty")
     if name != name.strip():
-        raise DataPlaneError("InvalidSchemaName",
+        raise InvalidRequest("InvalidSchemaName",
                              f"schema name {name!r} has leading or trailing spaces")
     if _FORBIDDEN.search(name):
-        raise DataPlaneError(
+        raise InvalidRequest(
             "InvalidSchemaName",
             f"schema name {name!r} contains a quote, backslash, semicolon, comment "
             "marker or control character; such names are refused")
     if name.lower().startswith("pg_") or name == "information_schema":
-        raise DataPlaneError("InvalidSchemaName", f"{name!r} is a system schema")
+        raise InvalidRequest("InvalidSchemaName", f"{name!r} is a system schema")
     if len(name.encode()) > MAX_IDENTIFIER_BYTES:
-        raise DataPlaneError("InvalidSchemaName",
+        raise InvalidRequest("InvalidSchemaName",
                              f"schema name {name!r} is longer than 63 bytes")
 
 
+def split_schema_list(text: str) -> list[str]:
+    """`a,b,Mixed Case` from a command line, as names (validated by the caller:
+    an empty item, as in `a,,b`, stays and is refused)."""
+    return [part.strip() for part in text.split(",")]
+
+
 def parse_schema_list(text: str) -> list[str]:
-    """`a,b,"Mixed Case"` style lists from the command line; unique, validated."""
-    names = [part.strip() for part in text.split(",")]
-    return validate_schema_list(names)
+    """A comma-separated list from the command line; unique, validated."""
+    return validate_schema_list(split_schema_list(text))
 
 
 def validate_schema_list(names: list[str]) -> list[str]:
     if not names or names == [""]:
-        raise DataPlaneError("InvalidSchemaName", "no schema given")
+        raise InvalidRequest("InvalidSchemaName", "no schema given")
     for name in names:
         validate_schema_name(name)
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise DataPlaneError("InvalidSchemaName", f"schemas listed twice: {duplicates}")
+        raise InvalidRequest("InvalidSchemaName", f"schemas listed twice: {duplicates}")
     return names
 
 
 def validate_suffix(suffix: str) -> str:
     if not _SUFFIX.match(suffix):
-        raise DataPlaneError(
+        raise InvalidRequest(
             "InvalidSuffix",
             f"suffix {suffix!r} must be 1-40 characters of letters, digits and underscores")
     return suffix
@@ -78,12 +83,12 @@ def target_names(schemas: list[str], suffix: str) -> dict[str, str]:
     too_long = [f"{new!r} ({len(new.encode())} bytes)" for new in mapping.values()
                 if len(new.encode()) > MAX_IDENTIFIER_BYTES]
     if too_long:
-        raise DataPlaneError(
+        raise InvalidRequest(
             "NameTooLong",
             "target schema names exceed PostgreSQL's 63-byte limit and would be "
             f"silently truncated: {', '.join(too_long)}; use a shorter suffix")
     clashes = sorted(set(mapping.values()) & set(mapping))
     if clashes:
-        raise DataPlaneError("NameCollision",
+        raise InvalidRequest("NameCollision",
                              f"target names equal requested schemas: {clashes}")
     return mapping

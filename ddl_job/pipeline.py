@@ -17,7 +17,7 @@ from typing import Any, Callable
 from . import apply, copy, drop, extract, verify
 from .artifacts import open_store
 from .conn import Endpoint
-from .errors import DataPlaneError
+from .errors import RestoreError
 from .progress import NullReporter, Reporter
 
 
@@ -83,7 +83,7 @@ def _drop_after_failure(target: Endpoint, restore_id: str, reporter: Reporter,
     try:
         dropped = drop.drop_restored(target, restore_id, reporter=child)
         child.emit("dropped_after_failure", schemas=dropped)
-    except DataPlaneError as drop_error:
+    except RestoreError as drop_error:
         child.emit("error", reason=drop_error.reason, message=drop_error.message)
-        if isinstance(cause, DataPlaneError):
+        if isinstance(cause, RestoreError):
             cause.message += f" (and cleanup failed: {drop_error.message})"

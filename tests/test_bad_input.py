@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from pg_schema_restore.localpg import free_port
+from pg_schema_restore.local.cluster import free_port
 from support.ddl_job_cli import Run, run_ddl_job
 from support.pg import PASSWORD
 

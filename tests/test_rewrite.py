@@ -9,7 +9,6 @@ names that merely contain the old name -- stays byte for byte.
 
 from __future__ import annotations
 
-import pytest
 
 from ddl_job.rewrite import Rewriter, quote_ident, rewrite_sql
 

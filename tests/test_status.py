@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 
 from pg_schema_restore.engine.record import RestoreRecord
+from pg_schema_restore.engine.spec import RestoreSpec
 from pg_schema_restore.k8s.status import status_for
 
 REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
-SPEC = {"database": "appdb", "schemas": ["a"], "restoreTime": "2024-01-28T14:30:00Z"}
+SPEC = RestoreSpec.from_dict({"database": "appdb", "schemas": ["a"],
+                              "restoreTime": "2024-01-28T14:30:00Z"})
 
 
 def _conditions(status):

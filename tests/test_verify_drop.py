@@ -21,10 +21,10 @@ from psycopg import sql
 from ddl_job import marker
 from ddl_job.conn import Endpoint
 from ddl_job.drop import drop_restored
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import DataPlaneError, InvalidRequest, RestoreError
 from ddl_job.progress import NullReporter, Reporter
 from ddl_job.verify import verify
-from pg_schema_restore.localpg import server_bindir
+from pg_schema_restore.local.cluster import server_bindir
 
 RICH_SCHEMA = """
 CREATE SCHEMA s1;
@@ -279,7 +279,7 @@ def test_verify_fails_on_a_schema_missing_on_both_sides(pair):
 
 def test_verify_refuses_injection_shaped_names(pair):
     source, target, _ = pair
-    with pytest.raises(DataPlaneError) as info:
+    with pytest.raises(InvalidRequest) as info:
         verify(source, target, ['s1"; DROP SCHEMA s1 CASCADE; --'], reporter=NullReporter())
     assert info.value.reason == "InvalidSchemaName"
 
@@ -374,12 +374,12 @@ def drop_db(copyhost, new_db):
             CREATE TABLE prod.accounts (id int PRIMARY KEY);
             INSERT INTO prod.accounts VALUES (10), (20);
         """)
-        _mark(conn, "ra", marker.with_marker(None, "A", "ra_src"))
-        _mark(conn, "Ra Two", marker.with_marker("tenant two\nsecond line", "A", "Ra Src"))
-        _mark(conn, "rb", marker.with_marker(None, "B", "rb_src"))
-        _mark(conn, "ra_later", marker.with_marker(None, "A2", "ra_src"))
-        _mark(conn, "not_last", marker.with_marker(None, "A", "x") + "\nedited by a human")
-        _mark(conn, "bad;name", marker.with_marker(None, "A", "x"))
+        _mark(conn, "ra", marker.with_marker(None, "ra1", "ra_src"))
+        _mark(conn, "Ra Two", marker.with_marker("tenant two\nsecond line", "ra1", "Ra Src"))
+        _mark(conn, "rb", marker.with_marker(None, "rb1", "rb_src"))
+        _mark(conn, "ra_later", marker.with_marker(None, "ra12", "ra_src"))
+        _mark(conn, "not_last", marker.with_marker(None, "ra1", "x") + "\nedited by a human")
+        _mark(conn, "bad;name", marker.with_marker(None, "ra1", "x"))
         _mark(conn, "prod", "production schema")
     return db
 
@@ -393,7 +393,7 @@ def test_drop_removes_only_schemas_marked_with_the_restore_id(copyhost, drop_db)
         before = {s: _checksum(conn, s) for s in UNTOUCHED}
         all_before = _schemas(conn)
     stream = io.StringIO()
-    dropped = drop_restored(target, "A", reporter=Reporter("drop", stream))
+    dropped = drop_restored(target, "ra1", reporter=Reporter("drop", stream))
     assert dropped == sorted(["ra", "Ra Two"])
     with copyhost.connect(drop_db) as conn:
         assert _schemas(conn) == all_before - {"ra", "Ra Two"}
@@ -402,8 +402,8 @@ def test_drop_removes_only_schemas_marked_with_the_restore_id(copyhost, drop_db)
     assert {"event": "dropped", "schemas": dropped}.items() <= events[-1].items()
     assert any(e["event"] == "drop_skipped" and e["schema"] == "bad;name" for e in events)
     # idempotent: nothing left to drop
-    assert drop_restored(target, "A", reporter=NullReporter()) == []
-    assert drop_restored(target, "B", reporter=NullReporter()) == ["rb"]
+    assert drop_restored(target, "ra1", reporter=NullReporter()) == []
+    assert drop_restored(target, "rb1", reporter=NullReporter()) == ["rb"]
 
 
 @pytest.mark.parametrize("dependency, expected", [
@@ -430,7 +430,7 @@ def test_drop_refuses_when_cascade_reaches_outside(copyhost, drop_db, dependency
         before = {s: _checksum(conn, s) for s in watched}
         all_before = _schemas(conn)
     with pytest.raises(DataPlaneError) as info:
-        drop_restored(target, "A", reporter=NullReporter())
+        drop_restored(target, "ra1", reporter=NullReporter())
     assert info.value.reason == "DropRefused"
     assert f"would also remove 1 object(s) outside them: {expected}." in info.value.message
     with copyhost.connect(drop_db) as conn:
@@ -444,7 +444,7 @@ def test_drop_refusal_lists_every_outside_object(copyhost, drop_db):
                             "CREATE VIEW plain.w AS SELECT * FROM prod.v; "
                             "CREATE TABLE plain.r (id int CONSTRAINT r_fk REFERENCES ra.t(id))")
     with pytest.raises(DataPlaneError) as info:
-        drop_restored(target, "A", reporter=NullReporter())
+        drop_restored(target, "ra1", reporter=NullReporter())
     message = info.value.message
     assert "would also remove 3 object(s) outside them" in message
     for item in ("view prod.v", "view plain.w", "constraint r_fk on table plain.r"):
@@ -459,20 +459,20 @@ def test_drop_gives_up_on_lock_timeout(copyhost, drop_db):
     try:
         reader.execute("SELECT count(*) FROM ra.t")      # holds ACCESS SHARE until rollback
         with pytest.raises(DataPlaneError) as info:
-            drop_restored(target, "A", reporter=NullReporter(), lock_timeout="200ms")
+            drop_restored(target, "ra1", reporter=NullReporter(), lock_timeout="200ms")
         assert info.value.reason == "DropLockTimeout"
     finally:
         reader.rollback()
         reader.close()
     with copyhost.connect(drop_db) as conn:
         assert {"ra", "Ra Two"} <= _schemas(conn)
-    assert drop_restored(target, "A", reporter=NullReporter()) == sorted(["ra", "Ra Two"])
+    assert drop_restored(target, "ra1", reporter=NullReporter()) == sorted(["ra", "Ra Two"])
 
 
 def test_drop_validates_restore_id(copyhost, drop_db):
     target = _endpoint(copyhost, drop_db, "target")
-    for bad in ["", "A from schema x", "A; DROP SCHEMA prod", "-A"]:
-        with pytest.raises(DataPlaneError) as info:
+    for bad in ["", "a from schema x", "a; DROP SCHEMA prod", "-a", "A"]:
+        with pytest.raises(RestoreError) as info:
             drop_restored(target, bad, reporter=NullReporter())
         assert info.value.reason == "InvalidRestoreId"
     with copyhost.connect(drop_db) as conn:
@@ -502,7 +502,7 @@ def test_drop_retries_when_another_session_drops_something_meanwhile(copyhost, d
 
     monkeypatch.setattr(drop_module, "_snapshot", snapshot_then_concurrent_drop)
     stream = io.StringIO()
-    assert drop_restored(target, "A", reporter=Reporter("drop", stream)) == sorted(["ra", "Ra Two"])
+    assert drop_restored(target, "ra1", reporter=Reporter("drop", stream)) == sorted(["ra", "Ra Two"])
     events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
     assert events.count("drop_retry") == 1 and events[-1] == "dropped"
     assert len(calls) == 5    # before, after, after-rollback; then before, after

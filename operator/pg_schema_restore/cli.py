@@ -14,11 +14,12 @@ import json
 import sys
 
 from ddl_job import cli as ddl_cli
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import RestoreError
 from ddl_job.progress import Reporter
 
-from .commands import add_spec_args, cleanup_command, plan_command, run_command
-from .console import HumanReporter
+from .commands import (add_account_args, add_spec_args, cleanup_command, plan_command,
+                       run_command)
+from .events import HumanReporter
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,10 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restore-id")
     p.add_argument("--json", action="store_true")
 
-    p = commands.add_parser("cleanup", help="delete every temporary resource of a restore")
-    p.add_argument("--restore-id", required=True)
+    p = commands.add_parser(
+        "cleanup", help="delete every temporary resource of a restore (the Cleanup phase)",
+        description="With --state, the run's own record (a failed restore's schemas are "
+                    "dropped too); with --restore-id, whatever carries the restore's tag.")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--state", metavar="STATE_FILE", help="the run's state file")
+    which.add_argument("--restore-id")
     p.add_argument("--region", default="")
     p.add_argument("--artifacts", default="", help="artifacts root (s3://bucket/prefix)")
+    add_account_args(p)
 
     p = commands.add_parser("demo", help="a real restore on local PostgreSQL")
     p.add_argument("--workdir", default=".pgsr-demo",
@@ -69,13 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"run": run_command, "plan": plan_command, "cleanup": cleanup_command}
         try:
             return handler[args.command](args)
-        except DataPlaneError as exc:
+        except RestoreError as exc:
             print(f"error: {exc.reason}: {exc.message}", file=sys.stderr)
             return 1
     reporter: Reporter = Reporter("from-copy") if args.json else HumanReporter("from-copy")
     try:
         result = ddl_cli.run_from_copy(args, reporter)
-    except DataPlaneError as exc:
+    except RestoreError as exc:
         reporter.emit("error", reason=exc.reason, message=exc.message)
         if not args.json:
             print(f"error: {exc.reason}: {exc.message}", file=sys.stderr)

@@ -10,25 +10,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import InvalidRequest
+from ddl_job.marker import validate_restore_id
+from ddl_job.names import split_schema_list
 
-from .engine import runner
-from .engine.phases import Context
+from . import events, wiring
+from .config import OperatorConfig
+from .engine import phases, runner
 from .engine.record import RestoreRecord
 from .engine.spec import RestoreSpec
 
 
 def add_spec_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database", required=True)
+    p.add_argument("--spec", metavar="FILE",
+                   help="a SchemaRestore manifest (or its spec), YAML or JSON: the same "
+                        "file kubectl would apply; the flags below are then ignored")
+    p.add_argument("--database")
     p.add_argument("--schemas", help="comma-separated schema names (exact)")
     p.add_argument("--schema", action="append", help="one schema name; repeatable")
-    point = p.add_mutually_exclusive_group(required=True)
+    point = p.add_mutually_exclusive_group()
     point.add_argument("--restore-time", help="RFC 3339, e.g. 2024-01-28T14:30:00Z")
     point.add_argument("--snapshot-id")
     p.add_argument("--source-id", default="", help="RDS instance or Aurora cluster id")
@@ -45,13 +50,21 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-failure", choices=["dropRestoredSchemas", "keep"],
                    default="dropRestoredSchemas")
     p.add_argument("--jobs", type=int, default=2)
+    add_account_args(p)
+
+
+def add_account_args(p: argparse.ArgumentParser) -> None:
+    """Settings of the AWS account rather than of one restore."""
     p.add_argument("--audit-table", default="", help="DynamoDB table for audit records")
     p.add_argument("--dms-secrets-role-arn", default="",
                    help="IAM role DMS assumes to read the database secrets (dataCopy dms)")
 
 
 def spec_from_args(args: argparse.Namespace) -> RestoreSpec:
-    schemas = [s.strip() for s in (args.schemas or "").split(",") if s.strip()]
+    """The file or the flags, in the spec's API form, parsed by the one parser."""
+    if args.spec:
+        return RestoreSpec.from_dict(spec_from_file(Path(args.spec)))
+    schemas = split_schema_list(args.schemas) if args.schemas else []
     schemas += args.schema or []
     return RestoreSpec.from_dict({
         "database": args.database, "schemas": schemas,
@@ -67,6 +80,32 @@ def spec_from_args(args: argparse.Namespace) -> RestoreSpec:
     })
 
 
+def spec_from_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidRequest("InvalidArgument", f"cannot read {path}: {exc}") from None
+    if isinstance(document, dict) and document.get("kind") == "SchemaRestore":
+        document = document.get("spec")
+    if not isinstance(document, dict):
+        raise InvalidRequest("InvalidArgument", f"{path} holds no SchemaRestore spec")
+    return document
+
+
+def settings_from_args(args: argparse.Namespace, artifacts_root: str) -> OperatorConfig:
+    """The command line runs on AWS with local processes as executors."""
+    return OperatorConfig(provider="aws", executor="subprocess", artifacts_root=artifacts_root,
+                          audit_table=args.audit_table,
+                          dms_secrets_role_arn=args.dms_secrets_role_arn)
+
+
+def new_record(args: argparse.Namespace, spec: RestoreSpec | None) -> RestoreRecord:
+    restore_id = validate_restore_id(args.restore_id or secrets.token_hex(5))
+    return RestoreRecord(restore_id=restore_id, spec=spec)
+
+
 def state_saver(path: Path) -> Callable[[RestoreRecord], None]:
     """Atomically write the record (no secret is ever in it)."""
     def save(record: RestoreRecord) -> None:
@@ -76,38 +115,10 @@ def state_saver(path: Path) -> Callable[[RestoreRecord], None]:
     return save
 
 
-def event_printer(as_json: bool) -> Callable[[dict[str, Any]], None]:
-    def show(event: dict[str, Any]) -> None:
-        if as_json:
-            print(json.dumps(event, default=str), file=sys.stderr, flush=True)
-            return
-        kind = event.get("event")
-        if kind in ("phase_started", "phase_finished", "phase_failed"):
-            extra = event.get("seconds") or event.get("message") or ""
-            print(f"[{event.get('phase')}] {kind.removeprefix('phase_')} {extra}".rstrip(),
-                  file=sys.stderr, flush=True)
-        elif kind in ("table_done", "renamed", "rewritten", "created", "warning",
-                      "dropped_after_failure", "post_data_applied"):
-            fields = {k: v for k, v in event.items() if k not in ("event", "elapsed",
-                                                                   "restoreId")}
-            print(f"  {kind} {fields}", file=sys.stderr, flush=True)
-    return show
-
-
-def aws_context_for(spec: RestoreSpec, args: argparse.Namespace,
-                    save: Callable[[RestoreRecord], None]) -> Context:
-    from .aws.context import aws_context
-    from .aws.dms import DmsMigration, DmsSettings
-    from .aws.session import new_session
-
-    session = new_session(region=spec.source.region or None)
-    dms = None
-    if spec.dataCopy == "dms":
-        dms = DmsMigration(session, DmsSettings(
-            secrets_access_role_arn=getattr(args, "dms_secrets_role_arn", "")))
-    return aws_context(session, artifacts_root=spec.artifactsLocation,
-                       audit_table=getattr(args, "audit_table", "") or None, save=save,
-                       on_event=event_printer(getattr(args, "json", False)), dms=dms)
+def event_output(as_json: bool) -> Callable[[dict[str, Any]], None]:
+    if as_json:
+        return lambda event: print(json.dumps(event, default=str), file=sys.stderr, flush=True)
+    return events.printer()
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -115,19 +126,14 @@ def run_command(args: argparse.Namespace) -> int:
         state = Path(args.resume)
         record = RestoreRecord.from_dict(json.loads(state.read_text()))
     else:
-        spec = spec_from_args(args)
-        restore_id = args.restore_id or secrets.token_hex(5)
-        if not re.fullmatch(r"[a-z0-9]{1,20}", restore_id):
-            # It names RDS/DMS resources (pgsr-<id>-db): lowercase letters and digits.
-            raise DataPlaneError("InvalidSpec",
-                                 "--restore-id must be 1-20 lowercase letters or digits")
-        record = RestoreRecord(restore_id=restore_id, spec=spec.to_dict())
-        state = Path(args.state_file or f"pgsr-{restore_id}.json")
-    spec = RestoreSpec.from_dict(record.spec)
+        record = new_record(args, spec_from_args(args))
+        state = Path(args.state_file or f"pgsr-{record.restore_id}.json")
+    spec = record.requested
     save = state_saver(state)
     save(record)
     print(f"restore {record.restore_id}: state in {state}", file=sys.stderr)
-    ctx = aws_context_for(spec, args, save)
+    ctx = wiring.build_context(settings_from_args(args, spec.artifacts_location), record,
+                               save=save, on_event=event_output(args.json))
     runner.run(record, ctx)
     if args.json:
         print(record.to_json())
@@ -137,57 +143,35 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    """Validate against AWS and production; print what would be created.
-
-    Runs only describe calls and the production precheck: creates nothing."""
-    spec = spec_from_args(args)
-    record = RestoreRecord(restore_id=args.restore_id or secrets.token_hex(5),
-                           spec=spec.to_dict())
-    ctx = aws_context_for(spec, args, lambda r: None)
-    info = ctx.temp_dbs.describe_source(spec)
-    targets = spec.target_names(info.snapshot_time)
-    schema_args = [a for name in spec.schemas for a in ("--schema", name)]
-    ctx.executor.run("precheck", ["precheck", *schema_args, "--suffix",
-                                  spec.suffix(info.snapshot_time)],
-                     source_secret=None, target_secret=ctx.temp_dbs.production_secret(spec),
-                     database=spec.database, on_event=lambda event: None)
-    would_create: dict[str, Any] = {
-        "temporaryDatabase": ({"cluster": record.resource_name("cluster"),
-                               "writerInstance": record.resource_name("db")}
-                              if info.kind == "cluster" else
-                              {"instance": record.resource_name("db")}),
-        "temporarySecret": record.resource_name("secret"),
-        "artifacts": (spec.artifactsLocation.rstrip("/") + f"/{record.restore_id}"
-                      if spec.artifactsLocation else None),
-        "tags": {"pg-schema-restore/restore-id": record.restore_id},
-    }
-    if spec.dataCopy == "dms":
-        would_create["dms"] = {"replicationInstance": record.resource_name("dms"),
-                               "endpoints": [record.resource_name("dms-source"),
-                                             record.resource_name("dms-target")],
-                               "tasks": len(spec.schemas)}
-    print(json.dumps({"restoreId": record.restore_id, "source": info.to_dict(),
-                      "targets": targets, "wouldCreate": would_create}, indent=2, default=str))
+    """Initialize in a dry run: describe calls and the production precheck only."""
+    record = new_record(args, spec_from_args(args))
+    ctx = wiring.build_context(settings_from_args(args, record.requested.artifacts_location),
+                               record, on_event=event_output(args.json))
+    print(json.dumps(phases.plan(record, ctx), indent=2, default=str))
     return 0
 
 
 def cleanup_command(args: argparse.Namespace) -> int:
-    """Delete every temporary resource tagged with the restore id (idempotent)."""
-    from .aws.dms import DmsMigration
-    from .aws.rds import RdsTemporaryDatabases
-    from .aws.s3 import S3ArtifactCleaner
-    from .aws.secrets import AwsSecrets
-    from .aws.session import new_session
-
-    session = new_session(region=args.region or None)
-    record = RestoreRecord(restore_id=args.restore_id,
-                           spec={"source": {"region": args.region}})
-    deleted: dict[str, Any] = {
-        "temporaryDatabase": RdsTemporaryDatabases(session, AwsSecrets(session)).delete(record),
-        "dms": DmsMigration(session).delete(record),
-    }
-    if args.artifacts:
-        deleted["artifacts"] = S3ArtifactCleaner(session).delete(
-            args.artifacts.rstrip("/") + f"/{args.restore_id}")
-    print(json.dumps(deleted, indent=2, default=str))
-    return 0
+    """Run the Cleanup phase: for a run's state file, or by the restore id's tag."""
+    if args.state:
+        record = RestoreRecord.from_dict(json.loads(Path(args.state).read_text()))
+        save = state_saver(Path(args.state))
+    elif args.restore_id:
+        record = RestoreRecord.sweep(validate_restore_id(args.restore_id), args.region)
+        if args.artifacts:
+            record.resources["artifacts"] = args.artifacts.rstrip("/") + f"/{args.restore_id}"
+        save = lambda record: None  # noqa: E731 - nothing to keep for a sweep
+    else:
+        raise InvalidRequest("InvalidArgument", "give --state STATE_FILE or --restore-id")
+    ctx = wiring.build_context(settings_from_args(args, args.artifacts), record, save=save,
+                               on_event=event_output(False))
+    if runner.cleanup_pending(record):
+        runner.retry_cleanup(record, ctx)
+    elif not record.done:
+        runner.request_cleanup(record)
+        runner.run(record, ctx)
+    print(json.dumps(record.result.get("deleted", {}), indent=2, default=str))
+    errors = record.result.get("cleanupErrors")
+    if errors:
+        print(f"error: CleanupFailed: {'; '.join(errors)}", file=sys.stderr)
+    return 1 if errors else 0

@@ -19,17 +19,15 @@ from pathlib import Path
 
 from psycopg import sql
 
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import RestoreError
 
-from .commands import event_printer
-from .console import HumanReporter
+from . import events, wiring
+from .config import OperatorConfig
 from .engine import runner
-from .engine.phases import Context, local_artifact_cleaner
 from .engine.record import RestoreRecord
-from .executors.subprocess import SubprocessExecutor
-from .local.provider import LocalSource, LocalTemporaryDatabases
+from .engine.spec import RestoreSpec
+from .local.cluster import LocalCluster
 from .local.secrets import LocalSecrets
-from .localpg import LocalCluster
 
 DATABASE = "appdb"
 TENANTS = ("customer_a1", "customer_b2", "customer_c3")
@@ -103,7 +101,7 @@ def run_demo(workdir: str, *, rows: int = 200_000, keep: bool = False) -> int:
         shutil.rmtree(base)
     base.mkdir(parents=True)
     password = secrets.token_urlsafe(16)
-    say = HumanReporter("demo")
+    say = events.HumanReporter("demo")
     timings: dict[str, float] = {}
     prod: LocalCluster | None = None
 
@@ -145,15 +143,16 @@ def run_demo(workdir: str, *, rows: int = 200_000, keep: bool = False) -> int:
         secrets_store = LocalSecrets(base / "secrets")
         secrets_store.write("production", {"host": "127.0.0.1", "port": prod.port,
                                            "username": "postgres", "password": password})
-        temp_dbs = LocalTemporaryDatabases(
-            LocalSource(backup, base / "wal", "production", base / "temporary"), secrets_store)
         (base / "temporary").mkdir()
-        ctx = Context(temp_dbs=temp_dbs, executor=SubprocessExecutor(secrets_store),
-                      artifacts_root=str(base / "artifacts"),
-                      artifact_cleaner=local_artifact_cleaner(),
-                      on_event=event_printer(False))
-        record = RestoreRecord(restore_id=f"demo{secrets.token_hex(3)}", spec={
-            "database": DATABASE, "schemas": [DAMAGED], "restoreTime": point.isoformat()})
+        settings = OperatorConfig(
+            provider="local", executor="subprocess", artifacts_root=str(base / "artifacts"),
+            local_base_backup=str(backup), local_wal_archive=str(base / "wal"),
+            local_production_secret="production", local_workdir=str(base / "temporary"),
+            local_secrets_dir=str(base / "secrets"))
+        spec = RestoreSpec.from_dict({"database": DATABASE, "schemas": [DAMAGED],
+                                      "restoreTime": point.isoformat()})
+        record = RestoreRecord(restore_id=f"demo{secrets.token_hex(3)}", spec=spec)
+        ctx = wiring.build_context(settings, record, on_event=events.printer())
         started = time.monotonic()
         runner.run(record, ctx)
         timed("restore (7 phases)", started)
@@ -165,7 +164,7 @@ def run_demo(workdir: str, *, rows: int = 200_000, keep: bool = False) -> int:
         target = record.targets[DAMAGED]
         restored = _counts(prod, target)
         leftovers = sorted(p.name for p in (base / "temporary").iterdir())
-    except DataPlaneError as exc:
+    except RestoreError as exc:
         say.emit("failed", reason=exc.reason, message=exc.message)
         return 1
     finally:

@@ -20,7 +20,7 @@ import pytest
 from moto.dms.models import dms_backends
 from psycopg import sql
 
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import RestoreError
 from pg_schema_restore.aws.dms import (
     FULL_LOAD_FINISHED,
     TAG_KEY,
@@ -33,7 +33,7 @@ from pg_schema_restore.aws.dms import (
 from pg_schema_restore.aws.session import Poller
 from pg_schema_restore.engine.record import RestoreRecord
 from pg_schema_restore.engine.spec import RestoreSpec
-from pg_schema_restore.localpg import SUPERUSER, LocalCluster
+from pg_schema_restore.local.cluster import SUPERUSER, LocalCluster
 from support.aws import FakeClock
 from support.dms_double import DmsDouble, dms_regex
 
@@ -214,7 +214,7 @@ def test_not_configured_creates_nothing(aws, double, world):
     w = world(["customer_a1"])
     record = w.record()
     migration = DmsMigration(aws, DmsSettings())
-    with pytest.raises(DataPlaneError) as err:
+    with pytest.raises(RestoreError) as err:
         migration.start_instance(record, w.spec, w.checkpoint(record))
     assert err.value.reason == "DmsNotConfigured"
     assert aws.client("dms").describe_replication_instances()["ReplicationInstances"] == []
@@ -347,7 +347,7 @@ def test_connection_test_failure_is_reported(aws, double, world):
     record = w.record()
     double.fail_connection("target", "FATAL: password authentication failed for user \"dms\"")
     migration, _ = adapter(aws)
-    with pytest.raises(DataPlaneError) as err:
+    with pytest.raises(RestoreError) as err:
         migration.run_full_load(record, w.spec, w.source_secret, w.target_secret,
                                 w.checkpoint(record))
     assert err.value.reason == "DmsConnectionFailed"
@@ -363,7 +363,7 @@ def test_unreachable_database_fails_the_connection_test(aws, double, world):
     bad = secrets.create_secret(Name=f"bad-{w.db}", SecretString=json.dumps({
         "host": "127.0.0.1", "port": 1, "username": "x", "password": "y"}))["ARN"]
     migration, _ = adapter(aws)
-    with pytest.raises(DataPlaneError) as err:
+    with pytest.raises(RestoreError) as err:
         migration.run_full_load(record, w.spec, bad, w.target_secret, w.checkpoint(record))
     assert err.value.reason == "DmsConnectionFailed"
     assert "source" in err.value.message and "Test connection failed" in err.value.message
@@ -374,7 +374,7 @@ def test_failed_task_is_reported_with_its_message(aws, double, world):
     record = w.record()
     double.fail_task(w.targets["customer_b2"], "Last Error Task error notification received")
     migration, _ = adapter(aws)
-    with pytest.raises(DataPlaneError) as err:
+    with pytest.raises(RestoreError) as err:
         migration.run_full_load(record, w.spec, w.source_secret, w.target_secret,
                                 w.checkpoint(record))
     assert err.value.reason == "DmsTaskFailed"
@@ -394,7 +394,7 @@ def test_anything_but_a_clean_full_load_finish_is_a_failure(aws, double, world, 
     record = w.record()
     double.fail_task(w.targets["customer_a1"], message, stop_reason=reason, status=status)
     migration, _ = adapter(aws)
-    with pytest.raises(DataPlaneError) as err:
+    with pytest.raises(RestoreError) as err:
         migration.run_full_load(record, w.spec, w.source_secret, w.target_secret,
                                 w.checkpoint(record))
     assert err.value.reason == "DmsTaskFailed"
@@ -427,7 +427,7 @@ def test_errored_table_in_a_finished_task_is_a_failure(aws, double, world, prod)
     target = w.targets["customer_a1"]
     double.error_table(target, "Line Items", "ERROR: value too long for type")
     migration, _ = adapter(aws)
-    with pytest.raises(DataPlaneError) as err:
+    with pytest.raises(RestoreError) as err:
         migration.run_full_load(record, w.spec, w.source_secret, w.target_secret,
                                 w.checkpoint(record))
     assert err.value.reason == "DmsTaskFailed"
@@ -445,7 +445,7 @@ def test_missing_target_table_stops_the_task(aws, double, world, prod):
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(target, "orders")))
     record = w.record()
     migration, _ = adapter(aws)
-    with pytest.raises(DataPlaneError) as err:
+    with pytest.raises(RestoreError) as err:
         migration.run_full_load(record, w.spec, w.source_secret, w.target_secret,
                                 w.checkpoint(record))
     assert err.value.reason == "DmsTaskFailed"
@@ -460,7 +460,7 @@ def test_instance_in_a_terminal_state_fails(aws, double, world):
     arn = record.resources["dms"]["replicationInstance"]["arn"]
     dms_backends["123456789012"][REGION].replication_instances[arn].status = \
         "incompatible-network"
-    with pytest.raises(DataPlaneError) as err:
+    with pytest.raises(RestoreError) as err:
         migration.run_full_load(record, w.spec, w.source_secret, w.target_secret,
                                 w.checkpoint(record))
     assert err.value.reason == "DmsInstanceFailed"
@@ -505,7 +505,7 @@ def test_delete_stops_running_tasks_first_and_is_idempotent(aws, double, world):
     record = w.record()
     double.polls_to_finish = 10_000           # tasks that keep running
     migration, _ = adapter(aws, task_timeout=600)
-    with pytest.raises(DataPlaneError) as err:
+    with pytest.raises(RestoreError) as err:
         migration.run_full_load(record, w.spec, w.source_secret, w.target_secret,
                                 w.checkpoint(record))
     assert err.value.reason == "DmsTimeout"

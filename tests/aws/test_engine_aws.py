@@ -10,6 +10,8 @@ S3 object, local copy) and every schema production had before is unchanged.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import time
 from datetime import datetime, timedelta, timezone
@@ -18,7 +20,7 @@ import boto3
 import pytest
 from psycopg import sql
 
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import RestoreError
 from pg_schema_restore.aws.audit import DynamoAudit
 from pg_schema_restore.aws.rds import RdsTemporaryDatabases
 from pg_schema_restore.aws.s3 import S3ArtifactCleaner
@@ -100,7 +102,7 @@ def test_version_active_at_follows_creation_and_labels():
     assert version_active_at(versions, t0 + timedelta(hours=1)).version_id == "v2"
     assert version_active_at(versions, t0 + timedelta(hours=1, minutes=59)).version_id == "v2"
     assert version_active_at(versions, t0 + timedelta(hours=5)).version_id == "v3"
-    with pytest.raises(DataPlaneError) as exc:
+    with pytest.raises(RestoreError) as exc:
         version_active_at(versions, t0 - timedelta(seconds=1))
     assert exc.value.reason == "SecretVersionPruned"
     # Same-second versions: the labels order them.
@@ -109,7 +111,7 @@ def test_version_active_at_follows_creation_and_labels():
     # A rollback: AWSCURRENT moved back to an older version at an unknown time.
     rolled = [_v("old", t0, "AWSCURRENT"), _v("new", t0 + timedelta(hours=1), "AWSPREVIOUS")]
     assert version_active_at(rolled, t0 + timedelta(minutes=1)).version_id == "old"
-    with pytest.raises(DataPlaneError) as exc:
+    with pytest.raises(RestoreError) as exc:
         version_active_at(rolled, t0 + timedelta(hours=2))
     assert exc.value.reason == "SecretHistoryAmbiguous"
 
@@ -121,7 +123,7 @@ def test_poller_backs_off_and_times_out():
     answers = iter([None, None, None, "done"])
     assert poller.wait(lambda: next(answers), timeout=100, what="x") == "done"
     assert clock.sleeps == [2, 4, 8]
-    with pytest.raises(DataPlaneError) as exc:
+    with pytest.raises(RestoreError) as exc:
         poller.wait(lambda: None, timeout=30, what="never", reason="SomethingTimeout")
     assert exc.value.reason == "SomethingTimeout"
     assert max(clock.sleeps) <= 10
@@ -147,7 +149,7 @@ def test_s3_cleaner_deletes_every_object_under_the_prefix_only(mocked_aws, monke
     assert cleaner.delete(f"s3://{BUCKET}/restores/abc") == 0          # idempotent
     left = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert sorted(left) == ["restores/abc.sql", "restores/abcd/keep.sql"]
-    with pytest.raises(DataPlaneError):
+    with pytest.raises(RestoreError):
         cleaner.delete(f"s3://{BUCKET}/")                               # never a whole bucket
 
 
@@ -159,15 +161,15 @@ def test_audit_writes_are_conditional(mocked_aws):
                      BillingMode="PAY_PER_REQUEST")
     audit = DynamoAudit(boto3.Session(region_name=REGION), AUDIT_TABLE)
     spec = RestoreSpec.from_dict({"database": "appdb", "schemas": ["a"],
-                                  "restoreTime": "2024-01-28T14:30:00Z"}).to_dict()
+                                  "restoreTime": "2024-01-28T14:30:00Z"})
     record = RestoreRecord(restore_id="r1", spec=spec)
     audit.started(record)
     audit.started(record)                  # the same restore resumed: fine
     restarted = RestoreRecord(restore_id="r1", spec=spec)    # died before saving: new record
     audit.started(restarted)
-    other_spec = dict(spec, schemas=["b"])
+    other_spec = dataclasses.replace(spec, schemas=("b",))
     stranger = RestoreRecord(restore_id="r1", spec=other_spec)
-    with pytest.raises(DataPlaneError) as exc:
+    with pytest.raises(RestoreError) as exc:
         audit.started(stranger)            # never overwrite someone else's record
     assert exc.value.reason == "AuditConflict"
     record.timings = {"Initialize": 1.25}
@@ -177,7 +179,7 @@ def test_audit_writes_are_conditional(mocked_aws):
     item = audit.get("r1")
     assert item["status"] == "Succeeded" and item["rows"] == 10
     assert item["startedAt"] == record.started_at
-    with pytest.raises(DataPlaneError):
+    with pytest.raises(RestoreError):
         audit.finished(stranger)
     # Failed before `started`: finished() creates the item, conditionally.
     early = RestoreRecord(restore_id="r2", spec=spec,
@@ -415,7 +417,7 @@ def _resume_until_done(world, saved: SavedRecord, spec: dict, restore_id: str,
     record = world.record(spec, restore_id)
     for crashes in range(max_crashes + 1):
         try:
-            return runner.run(record, world.context(save=saved)), crashes
+            return runner.run(record, world.context(record, save=saved)), crashes
         except Crash:
             # Nothing saved yet (died in phase 1): a restart begins a new record.
             record = saved.load() if saved.text else world.record(spec, restore_id)
@@ -536,8 +538,8 @@ def test_failed_cleanup_is_retried_and_keeps_a_succeeded_restore(aws_world):
     deletes it and ends Succeeded, and never drops the schemas just restored."""
     point, expected, before = prepare(aws_world)
     aws_world.sim.fail("rds.DeleteDBInstance", code="AccessDenied")
-    ctx = aws_world.context()
-    record = runner.run(aws_world.record(aws_world.spec(restoreTime=iso(point))), ctx)
+    record = aws_world.record(aws_world.spec(restoreTime=iso(point)))
+    record = runner.run(record, aws_world.context(record))
     assert record.phase == "Failed"
     assert record.error["reason"] == "CleanupFailed", record.error
     assert "AccessDenied" in record.error["message"]
@@ -546,7 +548,7 @@ def test_failed_cleanup_is_retried_and_keeps_a_succeeded_restore(aws_world):
     restored = {t: aws_world.counts(t) for t in record.targets.values()}
     assert restored == {record.targets[t]: expected[t] for t in TENANTS}
 
-    runner.retry_cleanup(record, aws_world.context())
+    runner.retry_cleanup(record, aws_world.context(record))
     assert record.phase == "Succeeded", record.error
     assert not runner.cleanup_pending(record)
     assert record.result["cleanupRetries"] == 1

@@ -19,7 +19,9 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 
+from pg_schema_restore import cli
 from pg_schema_restore.aws.audit import DynamoAudit
 from pg_schema_restore.engine import runner
 from pg_schema_restore.engine.record import RestoreRecord
@@ -95,26 +97,32 @@ def assert_never_said(record: RestoreRecord, events: list[dict], *words: str) ->
             assert word not in text, f"a password appears in the {where}"
 
 
-def run_raw(world, spec: dict[str, Any], **kwargs: Any) -> RestoreRecord:
-    """The engine on a spec dict as a user wrote it (not validated by the test)."""
-    return world.run(spec, **kwargs)
-
-
-# -- invalid specs: refused in Initialize, nothing created ------------------------------
+# -- invalid specs: refused where they enter, nothing created ------------------------
 # Every case is a unit test of the spec model (tests/test_spec.py); here one
-# case per family goes through the engine to prove nothing is created.
+# case per family goes through the command line (`run --spec FILE`, the same
+# manifest kubectl would apply) to prove nothing is called, created or written.
 @pytest.mark.parametrize("mutate,says", invalid_cases(ENGINE_CASES))
-def test_invalid_spec_is_refused_before_anything_is_created(aws_world, mutate, says):
-    before = aws_world.fingerprint()
+def test_invalid_spec_is_refused_before_anything_is_created(aws_world, mutate, says,
+                                                            tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    before, calls = aws_world.fingerprint(), sum(aws_world.sim.calls.values())
     spec = aws_world.spec(restoreTime=iso(restore_point()))
     mutate(spec)
-    events: list[dict] = []
-    record = run_raw(aws_world, spec, events=events)
-    assert_failed_clean(aws_world, record, before, "InvalidSpec", "Initialize", says=says)
-    assert restore_calls(aws_world) == 0
-    assert aws_world.sim.calls["secrets-manager.CreateSecret"] == 0
-    assert [e["reason"] for e in events if e.get("event") == "phase_failed"] == ["InvalidSpec"]
-    assert audit_item(record.restore_id)["status"] == "Failed"
+    manifest = tmp_path / "restore.yaml"
+    manifest.write_text(yaml.safe_dump({"apiVersion": "pgschemarestore.io/v1alpha1",
+                                        "kind": "SchemaRestore",
+                                        "metadata": {"name": "bad"}, "spec": spec}))
+    assert cli.main(["run", "--spec", str(manifest), "--audit-table", AUDIT_TABLE,
+                     "--restore-id", "refused1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: InvalidSpec: "), err
+    for words in says:
+        assert words in err, (words, err)
+    assert_no_traceback(err)
+    assert sum(aws_world.sim.calls.values()) == calls          # not one AWS call
+    assert aws_world.fingerprint() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["restore.yaml"]   # no state file
+    assert audit_item("refused1") is None
 
 
 # -- production database and secret --------------------------------------------------
@@ -277,7 +285,7 @@ def test_restore_time_at_the_window_edges(aws_world, monkeypatch, kind):
     for point, offset, inside in cases:
         spec = aws_world.spec(restoreTime=iso(point, offset), source={"dbIdentifier": source})
         record = aws_world.record(spec)
-        ctx = aws_world.context(session=session)
+        ctx = aws_world.context(record, session=session)
         runner.run_one(record, ctx)
         label = (iso(point, offset), inside)
         if inside:
@@ -535,8 +543,9 @@ def test_secret_delete_denied_is_reported_with_the_secret_name(aws_world):
     point, _ = prepare(aws_world)
     sim = aws_world.sim
     sim.fail("secrets-manager.DeleteSecret", code="AccessDeniedException", times=100)
-    ctx = aws_world.context()
-    record = runner.run(aws_world.record(aws_world.spec(restoreTime=iso(point))), ctx)
+    record = aws_world.record(aws_world.spec(restoreTime=iso(point)))
+    ctx = aws_world.context(record)
+    record = runner.run(record, ctx)
     secret = f"pgsr-{record.restore_id}-secret"
     assert record.phase == "Failed"
     assert record.error["reason"] == "CleanupFailed", record.error
@@ -563,11 +572,11 @@ def _fail_after_pre_data_then_crash_in_cleanup(world) -> tuple[RestoreRecord, di
     saved = SavedRecord()
     record = world.record(world.spec(restoreTime=iso(point)))
     with pytest.raises(Crash):
-        runner.run(record, world.context(save=saved))
+        runner.run(record, world.context(record, save=saved))
     assert crash.fired == 1
     resumed = saved.load()
     assert resumed.phase == "Cleanup" and resumed.schemas_created
-    return runner.run(resumed, world.context(save=saved)), before
+    return runner.run(resumed, world.context(resumed, save=saved)), before
 
 
 @pytest.mark.e2e
@@ -603,15 +612,15 @@ def test_cleanup_error_on_a_failed_restore_then_retry_keeps_the_first_error(aws_
     sim.fail("secrets-manager.GetSecretValue", skip=1,
              match=lambda p: p.get("SecretId", "").startswith("pgsr-"))   # copy step
     sim.fail("secrets-manager.DeleteSecret", code="AccessDeniedException")
-    record = runner.run(aws_world.record(aws_world.spec(restoreTime=iso(point))),
-                        aws_world.context())
+    record = aws_world.record(aws_world.spec(restoreTime=iso(point)))
+    record = runner.run(record, aws_world.context(record))
     secret = f"pgsr-{record.restore_id}-secret"
     assert record.phase == "Failed"
     assert record.error["reason"] == "AwsError" and record.error["phase"] == "DataCopy"
     assert any(secret in e for e in record.result["cleanupErrors"]), record.result
     assert aws_world.leftovers(record.restore_id) == [f"secret {secret}"]
     assert not set(record.targets.values()) & aws_world.schemas()       # already dropped
-    retry(record, aws_world.context())
+    retry(record, aws_world.context(record))
     assert_failed_clean(aws_world, record, before, "AwsError", "DataCopy",
                         says=("AccessDenied",))
     assert not record.result.get("cleanupErrors"), record.result

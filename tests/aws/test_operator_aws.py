@@ -15,10 +15,10 @@ import pytest
 from kopf.testing import KopfRunner
 from kubernetes import client
 
-from pg_schema_restore.k8s import context as k8s_context
+from pg_schema_restore import wiring
 from pg_schema_restore.k8s import handlers
-from pg_schema_restore.k8s.config import OperatorConfig
-from pg_schema_restore.localpg import free_port
+from pg_schema_restore.config import OperatorConfig
+from pg_schema_restore.local.cluster import free_port
 from support.aws import BUCKET, REGION, TENANTS
 from support.kubelet import LocalKubelet
 from support.pg import restore_point
@@ -47,7 +47,7 @@ def _start(aws_world, kube_cluster, monkeypatch, request, ns: str,
         provider="aws", executor="job", artifacts_root=f"s3://{BUCKET}/operator",
         spec_defaults=defaults, metrics_port=metrics_port, max_concurrent=2,
         job_poll_seconds=0.2, **config))
-    monkeypatch.setattr(k8s_context, "SESSION_FACTORY", aws_world.sim.session)
+    monkeypatch.setattr(wiring, "SESSION_FACTORY", lambda region=None: aws_world.sim.session())
     point = restore_point()
     minimal = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SchemaRestore",
                "metadata": {"name": "seed-input", "namespace": ns},

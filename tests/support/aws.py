@@ -80,7 +80,7 @@ from psycopg import sql
 from pg_schema_restore.engine import runner
 from pg_schema_restore.engine.record import RestoreRecord, restore_id_for
 from pg_schema_restore.engine.spec import RestoreSpec
-from pg_schema_restore.localpg import LocalCluster, pitr_copy
+from pg_schema_restore.local.cluster import LocalCluster, pitr_copy
 from support.pg import restore_point
 
 REGION = "eu-west-1"
@@ -704,30 +704,36 @@ class AwsWorld:
         if source:
             base["source"] = {**base["source"], **source}
         base.update(overrides)
-        return RestoreSpec.from_dict(base).to_dict()
+        return base
 
     def record(self, spec: dict[str, Any], restore_id: str | None = None) -> RestoreRecord:
+        """A new restore of `spec` (API form), parsed as every entry point parses it."""
         restore_id = restore_id or restore_id_for(secrets.token_hex(8))
-        return RestoreRecord(restore_id=restore_id, spec=spec)
+        return RestoreRecord(restore_id=restore_id, spec=RestoreSpec.from_dict(spec))
 
-    def context(self, *, save: Callable[[RestoreRecord], None] | None = None,
+    def context(self, record: RestoreRecord, *,
+                save: Callable[[RestoreRecord], None] | None = None,
                 events: list[dict[str, Any]] | None = None, clock: FakeClock | None = None,
                 session: boto3.Session | None = None, **kwargs: Any):
-        """aws_context on a fresh hooked Session, fast poller, S3 artifacts, audit."""
-        from pg_schema_restore.aws.context import aws_context
+        """The composition root's context on a fresh hooked Session, a fast
+        poller, S3 artifacts and the audit table."""
+        from pg_schema_restore import wiring
+        from pg_schema_restore.config import OperatorConfig
 
         sink = events if events is not None else []
-        ctx = aws_context(session or self.sim.session(),
-                          artifacts_root=f"s3://{BUCKET}/restores",
-                          audit_table=AUDIT_TABLE, save=save or (lambda record: None),
-                          on_event=sink.append, poller=fast_poller(clock), **kwargs)
+        settings = OperatorConfig(provider="aws", executor="subprocess",
+                                  artifacts_root=f"s3://{BUCKET}/restores",
+                                  audit_table=AUDIT_TABLE)
+        ctx = wiring.build_context(settings, record, save=save or (lambda record: None),
+                                   on_event=sink.append, session=session or self.sim.session(),
+                                   poller=fast_poller(clock), **kwargs)
         self.contexts.append(ctx)
         return ctx
 
     def run(self, spec: dict[str, Any], *, restore_id: str | None = None,
             **kwargs: Any) -> RestoreRecord:
         record = self.record(spec, restore_id)
-        result = runner.run(record, self.context(**kwargs))
+        result = runner.run(record, self.context(record, **kwargs))
         self.outcomes.append(result)
         return result
 

@@ -30,7 +30,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pg_schema_restore.localpg import LocalCluster, pitr_copy
+from pg_schema_restore.local.cluster import LocalCluster, pitr_copy
 
 PASSWORD = "pw-" + secrets.token_hex(8)
 _counter = itertools.count()

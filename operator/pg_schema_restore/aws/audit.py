@@ -7,7 +7,7 @@ team provides (`audit_table`). Writes are conditional, never blind:
   is left as it is when it is this very restore being resumed (same spec
   hash, still Running -- a process that died before saving its record
   starts again with a new record, so the start time cannot identify it);
-  anything else is somebody else's: DataPlaneError("AuditConflict").
+  anything else is somebody else's: AuditConflict.
 - `finished`: UpdateItem only if the item is this restore (same spec hash);
   if the item was never written (a failure before `started`), it is created
   with a conditional put. Re-running `finished` rewrites the same values.
@@ -24,7 +24,7 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import AuditConflict, ProviderError
 
 from ..engine.record import RestoreRecord, now
 from .session import Clients, error_code
@@ -42,7 +42,8 @@ def _item_value(value: Any) -> dict[str, Any]:
 
 def spec_hash(record: RestoreRecord) -> str:
     """Identifies a restore across restarts: same id and same spec."""
-    canonical = json.dumps(record.spec, sort_keys=True, separators=(",", ":"), default=str)
+    canonical = json.dumps(record.requested.to_dict(), sort_keys=True, separators=(",", ":"),
+                           default=str)
     return hashlib.sha256(f"{record.restore_id}\n{canonical}".encode()).hexdigest()
 
 
@@ -61,10 +62,10 @@ class DynamoAudit:
     def _explained(self, exc: ClientError) -> Exception:
         """A missing table is a configuration error: say which table."""
         if error_code(exc) == "ResourceNotFoundException":
-            return DataPlaneError("AuditTableNotFound",
-                                  f"DynamoDB audit table {self.table} not found"
-                                  f"{' in ' + self.region if self.region else ''}; create it "
-                                  "or unset auditTable")
+            return ProviderError("AuditTableNotFound",
+                                 f"DynamoDB audit table {self.table} not found"
+                                 f"{' in ' + self.region if self.region else ''}; create it "
+                                 "or unset auditTable")
         return exc
 
     def get(self, restore_id: str) -> dict[str, Any] | None:
@@ -76,7 +77,7 @@ class DynamoAudit:
         return {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
 
     def started(self, record: RestoreRecord) -> None:
-        spec = record.spec
+        spec = record.requested.to_dict()
         item = {
             KEY: record.restore_id,
             "specHash": spec_hash(record),
@@ -104,8 +105,7 @@ class DynamoAudit:
         existing = self.get(record.restore_id) or {}
         if existing.get("specHash") == item["specHash"] and existing.get("status") == "Running":
             return    # this restore, resumed: its record stays as first written
-        raise DataPlaneError(
-            "AuditConflict",
+        raise AuditConflict(
             f"audit table {self.table} already holds a different restore with id "
             f"{record.restore_id} (status {existing.get('status')}); not overwriting it")
 
@@ -142,8 +142,8 @@ class DynamoAudit:
         # No item of ours: either none at all (failed before `started`) or a stranger's.
         item = {KEY: record.restore_id, "specHash": spec_hash(record),
                 "startedAt": record.started_at,
-                "database": record.spec.get("database"),
-                "schemas": list(record.spec.get("schemas") or []), **values}
+                "database": record.requested.database,
+                "schemas": list(record.requested.schemas), **values}
         try:
             self._ddb().put_item(
                 TableName=self.table,
@@ -153,8 +153,7 @@ class DynamoAudit:
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise self._explained(exc) from None
-            raise DataPlaneError(
-                "AuditConflict",
+            raise AuditConflict(
                 f"audit table {self.table} holds a different restore with id "
                 f"{record.restore_id}; final status not written over it") from None
 

@@ -15,7 +15,7 @@ errored table, and DescribeTableStatistics reports every table
 `Table completed` with no error rows (and `Validated`, when validation is on).
 Anything else -- status `failed`, any other StopReason, an errored,
 cancelled or still-loading table, a LastFailureMessage -- is a
-`DataPlaneError("DmsTaskFailed", ...)` carrying the task's own message.
+`ProviderError("DmsTaskFailed", ...)` carrying the task's own message.
 
 The source endpoint is the disposable restored copy, in which extract has
 already renamed the schemas to their *target* names, so each task selects
@@ -66,7 +66,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 from botocore.exceptions import ClientError
 
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import CleanupFailed, ProviderError, RestoreError
 
 from ..engine.record import RestoreRecord
 from ..engine.spec import RestoreSpec
@@ -116,19 +116,19 @@ class DmsSettings:
 
     def validate(self) -> None:
         if not self.secrets_access_role_arn.startswith("arn:"):
-            raise DataPlaneError(
+            raise ProviderError(
                 "DmsNotConfigured",
                 "dataCopy dms needs the ARN of an IAM role DMS assumes to read the "
                 "database secrets (operator setting dms.secretsAccessRoleArn)")
         if not self.instance_class.startswith("dms."):
-            raise DataPlaneError("DmsNotConfigured",
-                                 f"{self.instance_class!r} is not a DMS instance class")
+            raise ProviderError("DmsNotConfigured",
+                                f"{self.instance_class!r} is not a DMS instance class")
         if self.lob_mode not in ("limited", "full"):
-            raise DataPlaneError("DmsNotConfigured", "lob_mode must be 'limited' or 'full'")
+            raise ProviderError("DmsNotConfigured", "lob_mode must be 'limited' or 'full'")
         if not 1 <= self.lob_max_size_kb <= 102400:
-            raise DataPlaneError("DmsNotConfigured", "lob_max_size_kb must be 1..102400")
+            raise ProviderError("DmsNotConfigured", "lob_max_size_kb must be 1..102400")
         if self.max_concurrent_tasks < 1:
-            raise DataPlaneError("DmsNotConfigured", "max_concurrent_tasks must be >= 1")
+            raise ProviderError("DmsNotConfigured", "max_concurrent_tasks must be >= 1")
 
 
 def _chunks(items: list[T], size: int) -> Iterable[list[T]]:
@@ -218,7 +218,7 @@ class DmsMigration:
         return self.clients.get(service, region or None)
 
     def _dms(self, record: RestoreRecord) -> Any:
-        return self._client("dms", (record.spec.get("source") or {}).get("region") or "")
+        return self._client("dms", record.region)
 
     def _state(self, record: RestoreRecord) -> dict[str, Any]:
         return record.resources.setdefault("dms", {})
@@ -277,8 +277,8 @@ class DmsMigration:
                 "AutoMinorVersionUpgrade": False,
                 "Tags": self._tags(record),
             }
-            if spec.temporaryDatabase.securityGroupIds:
-                params["VpcSecurityGroupIds"] = list(spec.temporaryDatabase.securityGroupIds)
+            if spec.temporary_database.security_group_ids:
+                params["VpcSecurityGroupIds"] = list(spec.temporary_database.security_group_ids)
             if subnet_group:
                 params["ReplicationSubnetGroupIdentifier"] = subnet_group
             if self.settings.engine_version:
@@ -300,7 +300,7 @@ class DmsMigration:
         """The replication subnet group to use ("" = DMS default)."""
         if self.settings.replication_subnet_group:
             return self.settings.replication_subnet_group
-        db_subnet_group = spec.temporaryDatabase.subnetGroup
+        db_subnet_group = spec.temporary_database.subnet_group
         if not db_subnet_group:
             return ""
         dms = self._dms(record)
@@ -313,12 +313,12 @@ class DmsMigration:
                                   [{"Name": "replication-subnet-group-id", "Values": [name]}])
         if existing:
             return name
-        rds = self._client("rds", (record.spec.get("source") or {}).get("region") or "")
+        rds = self._client("rds", record.region)
         groups = rds.describe_db_subnet_groups(DBSubnetGroupName=db_subnet_group)["DBSubnetGroups"]
         subnets = [s["SubnetIdentifier"] for s in groups[0].get("Subnets", [])]
         if not subnets:
-            raise DataPlaneError("DmsNotConfigured",
-                                 f"DB subnet group {db_subnet_group!r} has no subnets")
+            raise ProviderError("DmsNotConfigured",
+                                f"DB subnet group {db_subnet_group!r} has no subnets")
         try:
             dms.create_replication_subnet_group(
                 ReplicationSubnetGroupIdentifier=name,
@@ -337,14 +337,14 @@ class DmsMigration:
         def check() -> str | None:
             found = self._instances(dms, "replication-instance-id", [ident])
             if not found:
-                raise DataPlaneError("DmsInstanceFailed",
-                                     f"replication instance {ident} does not exist")
+                raise ProviderError("DmsInstanceFailed",
+                                    f"replication instance {ident} does not exist")
             status = found[0].get("ReplicationInstanceStatus", "")
             if status == "available":
                 return str(found[0]["ReplicationInstanceArn"])
             if status in _INSTANCE_TERMINAL:
-                raise DataPlaneError("DmsInstanceFailed",
-                                     f"replication instance {ident} is {status}")
+                raise ProviderError("DmsInstanceFailed",
+                                    f"replication instance {ident} is {status}")
             return None
 
         return self._wait(check, f"replication instance {ident} to become available",
@@ -409,7 +409,7 @@ class DmsMigration:
                 elif status == "failed":
                     message = mine[0].get("LastFailureMessage") or "no message"
                     ident = mine[0].get("EndpointIdentifier") or arn
-                    raise DataPlaneError(
+                    raise ProviderError(
                         "DmsConnectionFailed",
                         f"DMS cannot connect to the {role} database "
                         f"({'temporary copy' if role == 'source' else 'production'}, "
@@ -430,7 +430,7 @@ class DmsMigration:
     def _task_entries(self, record: RestoreRecord) -> list[tuple[str, dict[str, Any]]]:
         tasks = self._state(record).setdefault("tasks", {})
         entries = []
-        for number, source_name in enumerate(record.spec["schemas"], start=1):
+        for number, source_name in enumerate(record.requested.schemas, start=1):
             target = record.targets[source_name]
             entry = tasks.setdefault(target, {})
             entry["id"] = record.resource_name(f"dms-task-{number}")
@@ -499,7 +499,7 @@ class DmsMigration:
                 for schema, (entry, _old) in list(in_flight.items()):
                     task = current.get(entry["arn"])
                     if task is None:
-                        raise DataPlaneError(
+                        raise ProviderError(
                             "DmsTaskFailed", f"DMS task {entry['id']} (schema {schema}) "
                             "disappeared while in flight")
                     status = task.get("Status", "")
@@ -578,9 +578,9 @@ class DmsMigration:
         if message:                        # even on a "finished" task: something went wrong
             problems.append(f"DMS says: {message}")
         if problems:
-            raise DataPlaneError("DmsTaskFailed",
-                                 f"DMS task {entry['id']} (schema {schema}): "
-                                 + "; ".join(problems))
+            raise ProviderError("DmsTaskFailed",
+                                f"DMS task {entry['id']} (schema {schema}): "
+                                + "; ".join(problems))
         return {"tables": len(stats),
                 "rows": sum(int(t.get("FullLoadRows") or 0) for t in stats),
                 "seconds": round(int(task_stats.get("ElapsedTimeMillis") or 0) / 1000, 3)}
@@ -625,7 +625,7 @@ class DmsMigration:
         def attempt(what: str, action: Callable[[], None]) -> None:
             try:
                 action()
-            except DataPlaneError as exc:
+            except RestoreError as exc:
                 problems.append(f"{what}: {exc.message}")
             except ClientError as exc:
                 problems.append(f"{what}: {error_code(exc)}: {error_message(exc)}")
@@ -679,7 +679,7 @@ class DmsMigration:
             attempt("replication subnet group",
                     lambda: deleted.extend(self._delete_subnet_group(dms, subnet_group)))
         if problems:
-            raise DataPlaneError("CleanupFailed", "DMS: " + "; ".join(problems))
+            raise CleanupFailed("DMS: " + "; ".join(problems))
         return deleted
 
     def _gone(self, describe: Callable[[], list[dict[str, Any]]], what: str) -> None:

@@ -47,7 +47,7 @@ from typing import Any, Callable, Protocol
 import boto3
 from botocore.exceptions import ClientError
 
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import CleanupFailed, InvalidSpec, ProviderError, RestoreError
 
 from ..engine.ports import SourceInfo
 from ..engine.record import RestoreRecord
@@ -115,7 +115,7 @@ class RdsTemporaryDatabases:
     def _region(spec_or_record: RestoreSpec | RestoreRecord) -> str | None:
         if isinstance(spec_or_record, RestoreSpec):
             return spec_or_record.source.region or None
-        return (spec_or_record.spec.get("source") or {}).get("region") or None
+        return spec_or_record.region or None
 
     def _describe_one(self, region: str | None, operation: str, items_key: str,
                       not_found: Any, **identifier: str) -> dict[str, Any] | None:
@@ -138,36 +138,34 @@ class RdsTemporaryDatabases:
                                   _CLUSTER_NOT_FOUND, DBClusterIdentifier=identifier)
 
     def describe_source(self, spec: RestoreSpec) -> SourceInfo:
-        source_id = spec.source.dbIdentifier
+        source_id = spec.source.db_identifier
         if not source_id:
-            raise DataPlaneError("InvalidSpec", "source.dbIdentifier is required on AWS")
-        if not spec.source.secretArn:
-            raise DataPlaneError("InvalidSpec", "source.secretArn is required on AWS")
+            raise InvalidSpec("source.dbIdentifier is required on AWS")
+        if not spec.source.secret_arn:
+            raise InvalidSpec("source.secretArn is required on AWS")
         region = self._region(spec)
         instance = self._instance(source_id, region)
         if instance is not None and instance.get("DBClusterIdentifier"):
-            raise DataPlaneError(
-                "InvalidSpec",
-                f"{source_id} is an instance of Aurora cluster "
+            raise InvalidSpec(f"{source_id} is an instance of Aurora cluster "
                 f"{instance['DBClusterIdentifier']}: name the cluster as source.dbIdentifier")
         if instance is not None:
             return self._describe_instance_source(spec, instance, region)
         cluster = self._cluster(source_id, region)
         if cluster is not None:
             return self._describe_cluster_source(spec, cluster, region)
-        raise DataPlaneError("SourceNotFound",
-                             f"no RDS instance or Aurora cluster named {source_id!r}"
-                             + (f" in {region}" if region else ""))
+        raise ProviderError("SourceNotFound",
+                            f"no RDS instance or Aurora cluster named {source_id!r}"
+                            + (f" in {region}" if region else ""))
 
     def _describe_instance_source(self, spec: RestoreSpec, instance: dict[str, Any],
                                   region: str | None) -> SourceInfo:
         source_id = instance["DBInstanceIdentifier"]
         if instance.get("Engine") not in INSTANCE_ENGINES:
-            raise DataPlaneError("UnsupportedSource",
-                                 f"{source_id} runs {instance.get('Engine')}, not PostgreSQL")
-        if spec.snapshotId is not None:
+            raise ProviderError("UnsupportedSource",
+                                f"{source_id} runs {instance.get('Engine')}, not PostgreSQL")
+        if spec.snapshot_id is not None:
             return self._from_snapshot("instance", "snapshot", instance,
-                                       self._snapshot(spec.snapshotId, region),
+                                       self._snapshot(spec.snapshot_id, region),
                                        "DBInstanceIdentifier")
         earliest, latest = self._instance_window(instance, region)
         self._check_point(spec, source_id, earliest, latest)
@@ -178,8 +176,8 @@ class RdsTemporaryDatabases:
         """[EarliestTime, LatestTime] from the instance's automated backups."""
         source_id = instance["DBInstanceIdentifier"]
         if not instance.get("BackupRetentionPeriod", 1):
-            raise DataPlaneError("PointInTimeRestoreUnavailable",
-                                 f"{source_id} has automated backups disabled")
+            raise ProviderError("PointInTimeRestoreUnavailable",
+                                f"{source_id} has automated backups disabled")
         paginator = self._rds(region).get_paginator("describe_db_instance_automated_backups")
         window = None
         for page in paginator.paginate(DBInstanceIdentifier=source_id):
@@ -191,30 +189,30 @@ class RdsTemporaryDatabases:
                     continue
                 window = backup.get("RestoreWindow") or window
         if not window or not window.get("EarliestTime"):
-            raise DataPlaneError("PointInTimeRestoreUnavailable",
-                                 f"{source_id}: no restore window reported by its automated "
-                                 "backups")
+            raise ProviderError("PointInTimeRestoreUnavailable",
+                                f"{source_id}: no restore window reported by its automated "
+                                "backups")
         earliest = as_utc(window["EarliestTime"])
         latest_value = window.get("LatestTime") or instance.get("LatestRestorableTime")
         if latest_value is None:
-            raise DataPlaneError("PointInTimeRestoreUnavailable",
-                                 f"{source_id}: no latest restorable time")
+            raise ProviderError("PointInTimeRestoreUnavailable",
+                                f"{source_id}: no latest restorable time")
         return earliest, as_utc(latest_value)
 
     def _describe_cluster_source(self, spec: RestoreSpec, cluster: dict[str, Any],
                                  region: str | None) -> SourceInfo:
         source_id = cluster["DBClusterIdentifier"]
         if cluster.get("Engine") not in CLUSTER_ENGINES:
-            raise DataPlaneError("UnsupportedSource",
-                                 f"cluster {source_id} runs {cluster.get('Engine')}: only "
-                                 f"{', '.join(CLUSTER_ENGINES)} clusters are supported")
-        if spec.snapshotId is not None:
+            raise ProviderError("UnsupportedSource",
+                                f"cluster {source_id} runs {cluster.get('Engine')}: only "
+                                f"{', '.join(CLUSTER_ENGINES)} clusters are supported")
+        if spec.snapshot_id is not None:
             return self._from_snapshot("cluster", "cluster snapshot", cluster,
-                                       self._cluster_snapshot(spec.snapshotId, region),
+                                       self._cluster_snapshot(spec.snapshot_id, region),
                                        "DBClusterIdentifier")
         if not cluster.get("EarliestRestorableTime") or not cluster.get("LatestRestorableTime"):
-            raise DataPlaneError("PointInTimeRestoreUnavailable",
-                                 f"cluster {source_id} reports no restorable window")
+            raise ProviderError("PointInTimeRestoreUnavailable",
+                                f"cluster {source_id} reports no restorable window")
         earliest = as_utc(cluster["EarliestRestorableTime"])
         latest = as_utc(cluster["LatestRestorableTime"])
         self._check_point(spec, source_id, earliest, latest)
@@ -226,7 +224,7 @@ class RdsTemporaryDatabases:
         source_id, snapshot_id = source[owner_key], snapshot.get(
             "DBSnapshotIdentifier") or snapshot.get("DBClusterSnapshotIdentifier")
         if snapshot.get(owner_key) != source_id:
-            raise DataPlaneError(
+            raise ProviderError(
                 "SnapshotNotOfSource",
                 f"{label} {snapshot_id} belongs to {snapshot.get(owner_key)!r}, "
                 f"not to {source_id}")
@@ -237,10 +235,10 @@ class RdsTemporaryDatabases:
     @staticmethod
     def _check_point(spec: RestoreSpec, source_id: str, earliest: datetime,
                      latest: datetime) -> None:
-        point = spec.restore_point()
+        point = spec.restore_time
         assert point is not None
         if not earliest <= point <= latest:
-            raise DataPlaneError(
+            raise ProviderError(
                 "RestoreTimeOutOfWindow",
                 f"restoreTime {point.isoformat()} is outside the restorable window of "
                 f"{source_id}: [{earliest.isoformat()}, {latest.isoformat()}]")
@@ -249,7 +247,7 @@ class RdsTemporaryDatabases:
         found = self._describe_one(region, "describe_db_snapshots", "DBSnapshots",
                                    _SNAPSHOT_NOT_FOUND, DBSnapshotIdentifier=snapshot_id)
         if found is None:
-            raise DataPlaneError("SnapshotNotFound", f"DB snapshot {snapshot_id} not found")
+            raise ProviderError("SnapshotNotFound", f"DB snapshot {snapshot_id} not found")
         return found
 
     def _cluster_snapshot(self, snapshot_id: str, region: str | None) -> dict[str, Any]:
@@ -257,24 +255,24 @@ class RdsTemporaryDatabases:
                                    "DBClusterSnapshots", _CLUSTER_SNAPSHOT_NOT_FOUND,
                                    DBClusterSnapshotIdentifier=snapshot_id)
         if found is None:
-            raise DataPlaneError("SnapshotNotFound",
-                                 f"DB cluster snapshot {snapshot_id} not found")
+            raise ProviderError("SnapshotNotFound",
+                                f"DB cluster snapshot {snapshot_id} not found")
         return found
 
     @staticmethod
     def _snapshot_available(snapshot_id: str, status: str | None) -> None:
         if status and status != "available":
-            raise DataPlaneError("SnapshotNotAvailable",
-                                 f"snapshot {snapshot_id} is {status}, not available")
+            raise ProviderError("SnapshotNotAvailable",
+                                f"snapshot {snapshot_id} is {status}, not available")
 
     def production_secret(self, spec: RestoreSpec) -> str:
-        if not spec.source.secretArn:
-            raise DataPlaneError("InvalidSpec", "source.secretArn is required on AWS")
-        return spec.source.secretArn
+        if not spec.source.secret_arn:
+            raise InvalidSpec("source.secretArn is required on AWS")
+        return spec.source.secret_arn
 
     # -- phase 2 -------------------------------------------------------------
     def _common(self, spec: RestoreSpec, record: RestoreRecord) -> dict[str, Any]:
-        temp = spec.temporaryDatabase
+        temp = spec.temporary_database
         kwargs: dict[str, Any] = {"Tags": restore_tags(record.restore_id),
                                   "DeletionProtection": False}
         if temp.subnetGroup:
@@ -293,7 +291,7 @@ class RdsTemporaryDatabases:
         if kind == "cluster":
             resources["clusterId"] = record.resource_name("cluster")
         elif kind != "instance":
-            raise DataPlaneError("InternalError", f"unknown source kind {kind!r}")
+            raise ProviderError("InternalError", f"unknown source kind {kind!r}")
         checkpoint()   # the ids are in the record before any create call
         if kind == "instance":
             self._create_instance(record, spec, resources["instanceId"], region)
@@ -306,7 +304,7 @@ class RdsTemporaryDatabases:
                record: RestoreRecord) -> None:
         """An existing resource with our deterministic name: ours (a re-run)?"""
         if not has_restore_tag(found.get("TagList"), record.restore_id):
-            raise DataPlaneError(
+            raise ProviderError(
                 "ResourceConflict",
                 f"{kind} {identifier} exists but is not tagged "
                 f"{RESTORE_ID_TAG}={record.restore_id}; refusing to use or delete it")
@@ -320,20 +318,20 @@ class RdsTemporaryDatabases:
             return
         # No automated backups of a disposable copy: available sooner, nothing to retain.
         kwargs = {**self._common(spec, record),
-                  "DBInstanceClass": spec.temporaryDatabase.instanceClass,
+                  "DBInstanceClass": spec.temporary_database.instance_class,
                   "PubliclyAccessible": False, "MultiAZ": False,
                   "AutoMinorVersionUpgrade": False, "BackupRetentionPeriod": 0}
         rds = self._rds(region)
         try:
-            if spec.snapshotId is not None:
+            if spec.snapshot_id is not None:
                 rds.restore_db_instance_from_db_snapshot(
-                    DBInstanceIdentifier=identifier, DBSnapshotIdentifier=spec.snapshotId,
+                    DBInstanceIdentifier=identifier, DBSnapshotIdentifier=spec.snapshot_id,
                     **kwargs)
             else:
                 rds.restore_db_instance_to_point_in_time(
-                    SourceDBInstanceIdentifier=spec.source.dbIdentifier,
+                    SourceDBInstanceIdentifier=spec.source.db_identifier,
                     TargetDBInstanceIdentifier=identifier,
-                    RestoreTime=spec.restore_point(), **kwargs)
+                    RestoreTime=spec.restore_time, **kwargs)
         except ClientError as exc:
             if error_code(exc) not in _ALREADY_EXISTS:
                 raise
@@ -351,16 +349,16 @@ class RdsTemporaryDatabases:
         kwargs = self._common(spec, record)
         rds = self._rds(region)
         try:
-            if spec.snapshotId is not None:
+            if spec.snapshot_id is not None:
                 rds.restore_db_cluster_from_snapshot(
-                    DBClusterIdentifier=identifier, SnapshotIdentifier=spec.snapshotId,
+                    DBClusterIdentifier=identifier, SnapshotIdentifier=spec.snapshot_id,
                     Engine=CLUSTER_ENGINES[0], EngineVersion=record.source["engine_version"],
                     **kwargs)
             else:
                 rds.restore_db_cluster_to_point_in_time(
                     DBClusterIdentifier=identifier,
-                    SourceDBClusterIdentifier=spec.source.dbIdentifier,
-                    RestoreToTime=spec.restore_point(), RestoreType="full-copy", **kwargs)
+                    SourceDBClusterIdentifier=spec.source.db_identifier,
+                    RestoreToTime=spec.restore_time, RestoreType="full-copy", **kwargs)
         except ClientError as exc:
             if error_code(exc) not in _ALREADY_EXISTS:
                 raise
@@ -379,7 +377,7 @@ class RdsTemporaryDatabases:
             # Subnets and security groups come from the cluster.
             self._rds(region).create_db_instance(
                 DBInstanceIdentifier=identifier, DBClusterIdentifier=cluster_id,
-                Engine=CLUSTER_ENGINES[0], DBInstanceClass=spec.temporaryDatabase.instanceClass,
+                Engine=CLUSTER_ENGINES[0], DBInstanceClass=spec.temporary_database.instance_class,
                 PubliclyAccessible=False, AutoMinorVersionUpgrade=False,
                 Tags=restore_tags(record.restore_id))
         except ClientError as exc:
@@ -416,20 +414,20 @@ class RdsTemporaryDatabases:
         expected = record.source.get("engine_version")
         actual = (described.get("cluster") or described["instance"]).get("EngineVersion")
         if expected and actual and actual != expected:
-            raise DataPlaneError("EngineVersionMismatch",
-                                 f"temporary database runs {actual}, source {expected}")
+            raise ProviderError("EngineVersionMismatch",
+                                f"temporary database runs {actual}, source {expected}")
 
     @staticmethod
     def _check_state(kind: str, identifier: str, found: dict[str, Any] | None,
                      key: str) -> None:
         if found is None:
-            raise DataPlaneError("TemporaryDatabaseFailed",
-                                 f"{kind} {identifier} disappeared while being restored")
+            raise ProviderError("TemporaryDatabaseFailed",
+                                f"{kind} {identifier} disappeared while being restored")
         status = found.get(key, "")
         if status in TERMINAL_STATES:
-            raise DataPlaneError("TemporaryDatabaseFailed",
-                                 f"{kind} {identifier} is {status}: the restore cannot "
-                                 "complete")
+            raise ProviderError("TemporaryDatabaseFailed",
+                                f"{kind} {identifier} is {status}: the restore cannot "
+                                "complete")
 
     # -- phase 3 -------------------------------------------------------------
     def credentials(self, record: RestoreRecord, spec: RestoreSpec,
@@ -443,38 +441,38 @@ class RdsTemporaryDatabases:
         if cluster_id:
             target = self._cluster(cluster_id, region)
             if target is None:
-                raise DataPlaneError("TemporaryDatabaseFailed", f"cluster {cluster_id} is gone")
+                raise ProviderError("TemporaryDatabaseFailed", f"cluster {cluster_id} is gone")
             host, port = target.get("Endpoint"), target.get("Port")
         else:
             target = self._instance(resources["instanceId"], region)
             if target is None:
-                raise DataPlaneError("TemporaryDatabaseFailed",
-                                     f"instance {resources['instanceId']} is gone")
+                raise ProviderError("TemporaryDatabaseFailed",
+                                    f"instance {resources['instanceId']} is gone")
             endpoint = target.get("Endpoint") or {}
             host, port = endpoint.get("Address"), endpoint.get("Port")
         if not host or not port:
-            raise DataPlaneError("TemporaryDatabaseFailed",
-                                 "the temporary database has no endpoint yet")
+            raise ProviderError("TemporaryDatabaseFailed",
+                                "the temporary database has no endpoint yet")
         value: dict[str, Any] = {"host": host, "port": int(port), "engine": "postgres",
                                  "dbname": spec.database}
         tags = restore_tags(record.restore_id)
         description = f"pg-schema-restore {record.restore_id}: temporary database credentials"
         if spec.credentials == "historicalSecret":
-            point = spec.restore_point() or _parse_time(record.source.get("snapshot_time"))
+            point = spec.restore_time or _parse_time(record.source.get("snapshot_time"))
             if point is None:
-                raise DataPlaneError("InvalidSpec", "historicalSecret needs a restore point")
+                raise InvalidSpec("historicalSecret needs a restore point")
             historical = self.secrets.value_at(self.production_secret(spec), point)
             try:
                 value.update(username=historical["username"], password=historical["password"])
             except KeyError as exc:
-                raise DataPlaneError("InvalidSecret",
-                                     f"historical secret version lacks {exc.args[0]!r}") from None
+                raise ProviderError("InvalidSecret",
+                                    f"historical secret version lacks {exc.args[0]!r}") from None
             self.secrets.create_or_update(secret_name, value, tags=tags,
                                           description=description)
             return secret_name
         username = target.get("MasterUsername")
         if not username:
-            raise DataPlaneError("TemporaryDatabaseFailed", "no master username reported")
+            raise ProviderError("TemporaryDatabaseFailed", "no master username reported")
         password = _password()
         value.update(username=username, password=password)
         # The secret first: a crash after this leaves at worst an unused password.
@@ -540,7 +538,7 @@ class RdsTemporaryDatabases:
         def attempt(what: str, action: Callable[[], Any]) -> Any:
             try:
                 return action()
-            except (ClientError, DataPlaneError) as exc:
+            except (ClientError, RestoreError) as exc:
                 problems.append(f"{what}: {exc}")
                 return None
 
@@ -570,8 +568,8 @@ class RdsTemporaryDatabases:
                        lambda n=name: self.secrets.force_delete(n, only_if_tagged=ours)):
                 deleted.append(f"secret {name}")
         if problems:
-            raise DataPlaneError("CleanupFailed", "; ".join(problems)
-                                 + (f" (deleted: {', '.join(deleted)})" if deleted else ""))
+            raise CleanupFailed("; ".join(problems)
+                                + (f" (deleted: {', '.join(deleted)})" if deleted else ""))
         return deleted
 
     def _delete_instance(self, identifier: str, region: str | None, restore_id: str) -> bool:

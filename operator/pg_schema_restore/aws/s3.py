@@ -18,7 +18,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from ddl_job.artifacts import open_store
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import CleanupFailed, ProviderError
 
 from .session import Clients, error_code
 
@@ -27,12 +27,12 @@ def split_location(location: str) -> tuple[str, str]:
     """`s3://bucket/a/b` -> ("bucket", "a/b/")."""
     parsed = urlparse(location)
     if parsed.scheme != "s3" or not parsed.netloc:
-        raise DataPlaneError("InvalidArtifacts", f"not an s3://bucket/prefix location: "
+        raise ProviderError("InvalidArtifacts", f"not an s3://bucket/prefix location: "
                                                  f"{location!r}")
     prefix = parsed.path.strip("/")
     if not prefix:
-        raise DataPlaneError("InvalidArtifacts",
-                             f"refusing to delete a whole bucket ({location!r} has no prefix)")
+        raise ProviderError("InvalidArtifacts",
+                            f"refusing to delete a whole bucket ({location!r} has no prefix)")
     return parsed.netloc, prefix + "/"
 
 
@@ -56,7 +56,7 @@ class S3ArtifactCleaner:
         try:
             self._s3().head_bucket(Bucket=bucket)
         except ClientError as exc:
-            raise DataPlaneError(
+            raise ProviderError(
                 "ArtifactsUnavailable",
                 f"artifacts bucket {bucket} is not usable ({error_code(exc)}); "
                 "set artifactsLocation to a bucket the operator can write") from None
@@ -85,7 +85,6 @@ class S3ArtifactCleaner:
             errors += [f"{e.get('Key')}: {e.get('Code')}" for e in failed]
             deleted += len(batch) - len(failed)
         if errors:
-            raise DataPlaneError("CleanupFailed",
-                                 f"{len(errors)} artifact(s) not deleted from {location}: "
-                                 + ", ".join(errors[:10]))
+            raise CleanupFailed(f"{len(errors)} artifact(s) not deleted from {location}: "
+                                + ", ".join(errors[:10]))
         return deleted

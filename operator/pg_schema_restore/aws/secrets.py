@@ -20,7 +20,7 @@ copy: the copy keeps the password that was valid at the restore point):
 - the active version at the point is the newest remaining one created at or
   before it. If none is (Secrets Manager prunes the oldest deprecated
   versions beyond ~100), the version that was active then is gone:
-  DataPlaneError("SecretVersionPruned").
+  ProviderError("SecretVersionPruned").
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import ProviderError
 
 from .session import Clients, as_utc, error_code, region_of_arn
 
@@ -56,8 +56,8 @@ def version_active_at(versions: list[SecretVersion], point: datetime,
     point = as_utc(point)
     active = [v for v in versions if not (PENDING in v.stages and CURRENT not in v.stages)]
     if not active:
-        raise DataPlaneError("SecretVersionPruned",
-                             f"secret {secret_id} has no version that was ever current")
+        raise ProviderError("SecretVersionPruned",
+                            f"secret {secret_id} has no version that was ever current")
 
     def rank(v: SecretVersion) -> tuple[int, datetime]:
         # Labels first: AWSCURRENT is the newest active version, AWSPREVIOUS the
@@ -70,7 +70,7 @@ def version_active_at(versions: list[SecretVersion], point: datetime,
     newer = [v.created for v in active if current is not None and v.created > current.created]
     if current is not None and newer and point >= min(newer):
         # AWSCURRENT was moved back to an older version at an unknown instant.
-        raise DataPlaneError(
+        raise ProviderError(
             "SecretHistoryAmbiguous",
             f"secret {secret_id}: AWSCURRENT was moved back to version {current.version_id} "
             f"(created {current.created.isoformat()}) after newer versions existed; the "
@@ -81,7 +81,7 @@ def version_active_at(versions: list[SecretVersion], point: datetime,
         if version.created <= point:
             return version
     oldest = min(v.created for v in active)
-    raise DataPlaneError(
+    raise ProviderError(
         "SecretVersionPruned",
         f"secret {secret_id}: the version active at {point.isoformat()} no longer exists "
         f"(the oldest remaining version was created {oldest.isoformat()}; Secrets Manager "
@@ -103,7 +103,7 @@ class AwsSecrets:
             response = self._sm(secret_id).get_secret_value(SecretId=secret_id)
         except ClientError as exc:
             if error_code(exc) in _NOT_FOUND:
-                raise DataPlaneError("SecretNotFound", f"secret {secret_id} not found") from None
+                raise ProviderError("SecretNotFound", f"secret {secret_id} not found") from None
             raise
         return _parse(secret_id, response)
 
@@ -153,7 +153,7 @@ class AwsSecrets:
     def _refuse_foreign(self, name: str, described: dict[str, Any] | None,
                         tags: list[dict[str, str]]) -> None:
         if described is not None and not self._carries(described, tags):
-            raise DataPlaneError(
+            raise ProviderError(
                 "ResourceConflict",
                 f"secret {name} exists and is not tagged "
                 f"{', '.join(t['Key'] + '=' + t['Value'] for t in tags)}; not using it")
@@ -211,7 +211,7 @@ class AwsSecrets:
                 kwargs["NextToken"] = token
         except ClientError as exc:
             if error_code(exc) in _NOT_FOUND:
-                raise DataPlaneError("SecretNotFound", f"secret {secret_id} not found") from None
+                raise ProviderError("SecretNotFound", f"secret {secret_id} not found") from None
             raise
         versions: list[SecretVersion] = []
         values: dict[str, dict[str, Any]] = {}
@@ -238,11 +238,11 @@ class AwsSecrets:
 def _parse(secret_id: str, response: dict[str, Any]) -> dict[str, Any]:
     text = response.get("SecretString")
     if text is None:
-        raise DataPlaneError("InvalidSecret", f"secret {secret_id} holds no SecretString")
+        raise ProviderError("InvalidSecret", f"secret {secret_id} holds no SecretString")
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
-        raise DataPlaneError("InvalidSecret", f"secret {secret_id} is not JSON") from None
+        raise ProviderError("InvalidSecret", f"secret {secret_id} is not JSON") from None
     if not isinstance(value, dict):
-        raise DataPlaneError("InvalidSecret", f"secret {secret_id} is not a JSON object")
+        raise ProviderError("InvalidSecret", f"secret {secret_id} is not a JSON object")
     return value

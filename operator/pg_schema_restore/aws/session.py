@@ -27,7 +27,7 @@ from typing import Any, Callable, TypeVar
 import boto3
 from botocore.config import Config
 
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import ProviderError
 
 RESTORE_ID_TAG = "pg-schema-restore/restore-id"
 RETRY_MODES = ("standard", "adaptive")
@@ -149,8 +149,8 @@ class Poller:
              reason: str = "Timeout") -> T:
         """Call `probe` until it returns something other than None.
 
-        `probe` raises to stop early (e.g. DataPlaneError on a terminal
-        state). After `timeout` seconds: DataPlaneError(reason).
+        `probe` raises to stop early (e.g. ProviderError on a terminal
+        state). After `timeout` seconds: ProviderError(reason).
         """
         deadline = self.clock() + timeout
         for delay in self.delays():
@@ -159,6 +159,6 @@ class Poller:
                 return result
             remaining = deadline - self.clock()
             if remaining <= 0:
-                raise DataPlaneError(reason, f"{what}: still not done after {timeout:.0f}s")
+                raise ProviderError(reason, f"{what}: still not done after {timeout:.0f}s")
             self.sleep(min(delay, remaining))
         raise AssertionError("unreachable")  # pragma: no cover

@@ -13,12 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ddl_job.artifacts import open_store
-from ddl_job.errors import DataPlaneError
+from ddl_job import requests
+from ddl_job.errors import CleanupFailed, InvalidSpec, RestoreError
 
 from .ports import ArtifactCleaner, Audit, DataMigration, Executor, Secrets, TemporaryDatabases
 from .record import RestoreRecord
-from .spec import RestoreSpec
 
 log = logging.getLogger(__name__)
 # The failure path: phases that run after a failure and never loop back.
@@ -27,6 +26,10 @@ CLEANUP_PHASES = ("Cleanup", "Record")
 
 @dataclass
 class Context:
+    """What the phases work with; built by the composition root (`wiring`).
+
+    `dry_run` makes Initialize check everything and create nothing (`plan`)."""
+
     temp_dbs: TemporaryDatabases
     executor: Executor
     artifacts_root: str                     # s3://bucket/prefix or a directory
@@ -36,23 +39,20 @@ class Context:
     dms: DataMigration | None = None
     save: Callable[[RestoreRecord], None] = lambda record: None
     on_event: Callable[[dict[str, Any]], None] = lambda event: None
+    dry_run: bool = False
     steps_run: list[str] = field(default_factory=list)
 
 
-def _spec(record: RestoreRecord) -> RestoreSpec:
-    return RestoreSpec.from_dict(record.spec)
-
-
 def artifacts_location(record: RestoreRecord, ctx: Context) -> str:
-    root = record.spec.get("artifactsLocation") or ctx.artifacts_root
+    root = record.requested.artifacts_location or ctx.artifacts_root
     return root.rstrip("/") + f"/{record.restore_id}"
 
 
-def _step(ctx: Context, record: RestoreRecord, step: str, args: list[str], *,
+def _step(ctx: Context, record: RestoreRecord, request: requests.StepRequest, *,
           source: bool = True, target: bool = True) -> Any:
     """Run a data-plane step through the executor, reporting its events."""
-    spec = _spec(record)
-    ctx.steps_run.append(step)
+    spec = record.requested
+    ctx.steps_run.append(request.step)
 
     def relay(event: dict[str, Any]) -> None:
         event = {**event, "restoreId": record.restore_id}
@@ -64,58 +64,74 @@ def _step(ctx: Context, record: RestoreRecord, step: str, args: list[str], *,
         ctx.on_event(event)
 
     return ctx.executor.run(
-        step, args,
+        request,
         source_secret=record.resources.get("temporarySecret") if source else None,
         target_secret=ctx.temp_dbs.production_secret(spec) if target else None,
         database=spec.database, on_event=relay)
 
 
-def _schema_args(record: RestoreRecord) -> list[str]:
-    args: list[str] = []
-    for name in record.spec["schemas"]:
-        args += ["--schema", name]
-    return args
-
-
 # -- 1 -----------------------------------------------------------------------
 def initialize(record: RestoreRecord, ctx: Context) -> None:
-    """Validate everything before creating anything."""
-    spec = _spec(record)
+    """Validate everything before creating anything (all of it, in a dry run)."""
+    spec = record.requested
     info = ctx.temp_dbs.describe_source(spec)
     record.source = info.to_dict()
     record.targets = spec.target_names(info.snapshot_time)
     suffix = spec.suffix(info.snapshot_time)
     record.resources.setdefault("suffix", suffix)
     # Target names free and ≤ 63 bytes, database reachable: checked in production.
-    _step(ctx, record, "precheck", ["precheck", *_schema_args(record), "--suffix", suffix],
-          source=False)
+    _step(ctx, record, requests.Precheck(spec.schemas, suffix), source=False)
+    if spec.data_copy == "dms" and ctx.dms is None:
+        raise InvalidSpec("dataCopy dms needs AWS DMS (not available here)")
     ctx.artifact_cleaner.check(artifacts_location(record, ctx))
+    if ctx.dry_run:
+        return
     if ctx.audit is not None:
         ctx.audit.started(record)
-    if spec.dataCopy == "dms":
-        if ctx.dms is None:
-            raise DataPlaneError("InvalidSpec", "dataCopy dms needs AWS DMS (not available here)")
+    if spec.data_copy == "dms":
+        assert ctx.dms is not None
         ctx.dms.start_instance(record, spec, lambda: ctx.save(record))
+
+
+def plan(record: RestoreRecord, ctx: Context) -> dict[str, Any]:
+    """Initialize in a dry run, then what the restore would create."""
+    ctx.dry_run = True
+    initialize(record, ctx)
+    spec = record.requested
+    would_create: dict[str, Any] = {
+        "temporaryDatabase": ({"cluster": record.resource_name("cluster"),
+                               "writerInstance": record.resource_name("db")}
+                              if record.source.get("kind") == "cluster" else
+                              {"instance": record.resource_name("db")}),
+        "temporarySecret": record.resource_name("secret"),
+        "artifacts": artifacts_location(record, ctx),
+        "tags": {"pg-schema-restore/restore-id": record.restore_id},
+    }
+    if spec.data_copy == "dms":
+        would_create["dms"] = {"replicationInstance": record.resource_name("dms"),
+                               "endpoints": [record.resource_name("dms-source"),
+                                             record.resource_name("dms-target")],
+                               "tasks": len(spec.schemas)}
+    return {"restoreId": record.restore_id, "source": record.source,
+            "targets": record.targets, "wouldCreate": would_create}
 
 
 # -- 2 -----------------------------------------------------------------------
 def temporary_database(record: RestoreRecord, ctx: Context) -> None:
-    spec = _spec(record)
-    ctx.temp_dbs.create(record, spec, lambda: ctx.save(record))
+    ctx.temp_dbs.create(record, record.requested, lambda: ctx.save(record))
     ctx.temp_dbs.wait_ready(record)
 
 
 # -- 3 -----------------------------------------------------------------------
 def schema_extraction(record: RestoreRecord, ctx: Context) -> None:
-    spec = _spec(record)
+    spec = record.requested
     ctx.temp_dbs.credentials(record, spec, lambda: ctx.save(record))
     location = artifacts_location(record, ctx)
     record.resources["artifacts"] = location
     ctx.save(record)
-    extracted = _step(ctx, record, "extract", [
-        "extract", *_schema_args(record), "--suffix", record.resources["suffix"],
-        "--artifacts", location, "--restore-id", record.restore_id,
-        "--mode", spec.dataCopy, "--disposable-source"])
+    extracted = _step(ctx, record, requests.Extract(
+        spec.schemas, record.resources["suffix"], location, record.restore_id,
+        mode=spec.data_copy, disposable_source=True))
     for warning in (extracted or {}).get("warnings") or []:
         if warning not in record.warnings:
             record.warnings.append(warning)
@@ -124,25 +140,24 @@ def schema_extraction(record: RestoreRecord, ctx: Context) -> None:
     # From here production may hold our schemas: failure cleanup must look.
     record.schemas_created = True
     ctx.save(record)
-    _step(ctx, record, "apply-pre", ["apply", "pre", "--artifacts", location], source=False)
+    _step(ctx, record, requests.ApplyPre(location), source=False)
 
 
 # -- 4 -----------------------------------------------------------------------
 def data_copy(record: RestoreRecord, ctx: Context) -> None:
-    spec = _spec(record)
+    spec = record.requested
     location = record.resources["artifacts"]
     record.progress = {"tablesDone": 0, "rows": 0, "bytes": 0}
-    if spec.dataCopy == "copy":
-        # --restart: a resumed run empties what a crashed copy loaded (ours only).
-        summary = _step(ctx, record, "copy", ["copy", "--artifacts", location,
-                                              "--jobs", str(spec.jobs), "--restart"])
+    if spec.data_copy == "copy":
+        # restart: a resumed run empties what a crashed copy loaded (ours only).
+        summary = _step(ctx, record, requests.Copy(location, jobs=spec.jobs, restart=True))
     else:
         assert ctx.dms is not None
         summary = ctx.dms.run_full_load(record, spec, record.resources["temporarySecret"],
                                         ctx.temp_dbs.production_secret(spec),
                                         lambda: ctx.save(record))
         # DMS copies no sequences (docs/facts.md, defect 6).
-        _step(ctx, record, "sequences", ["copy", "--artifacts", location, "--sequences-only"])
+        _step(ctx, record, requests.Copy(location, sequences_only=True))
     if isinstance(summary, dict):
         record.progress.update({k: summary[k] for k in ("tables", "rows", "bytes")
                                 if k in summary})
@@ -150,33 +165,32 @@ def data_copy(record: RestoreRecord, ctx: Context) -> None:
 
 # -- 5 -----------------------------------------------------------------------
 def post_data(record: RestoreRecord, ctx: Context) -> None:
-    spec = _spec(record)
     location = record.resources["artifacts"]
-    _step(ctx, record, "apply-post", ["apply", "post", "--artifacts", location,
-                                      "--jobs", str(spec.jobs)], source=False)
-    record.result["verify"] = _step(ctx, record, "verify", ["verify", "--artifacts", location])
+    _step(ctx, record, requests.ApplyPost(location, jobs=record.requested.jobs), source=False)
+    record.result["verify"] = _step(ctx, record, requests.Verify(location))
 
 
 # -- 6 -----------------------------------------------------------------------
 def cleanup(record: RestoreRecord, ctx: Context) -> None:
-    """Delete every temporary resource, in parallel; drop schemas on failure."""
-    spec_dict = record.spec
+    """Delete every temporary resource, in parallel; drop schemas on failure.
+
+    A sweep (a record with no spec) deletes by tag whatever it finds."""
+    spec = record.spec
     # Only a restore that failed *before* cleanup drops its schemas: when a
     # finished restore's cleanup is retried, its schemas are the result.
     failed = record.error is not None and record.error.get("phase") not in CLEANUP_PHASES
     problems: list[str] = []
-    if failed and record.schemas_created and spec_dict.get("onFailure") != "keep":
+    if failed and record.schemas_created and spec is not None and spec.on_failure != "keep":
         try:
-            dropped = _step(ctx, record, "drop", ["drop", "--restore-id", record.restore_id],
-                            source=False)
+            dropped = _step(ctx, record, requests.Drop(record.restore_id), source=False)
             # Merged and saved at once: a resumed cleanup's drop finds nothing left.
             so_far = record.result.setdefault("droppedSchemas", [])
             so_far += [name for name in dropped or [] if name not in so_far]
             ctx.save(record)
-        except DataPlaneError as exc:
+        except RestoreError as exc:
             problems.append(f"drop restored schemas: {exc.message}")
     tasks: dict[str, Callable[[], Any]] = {"temporaryDatabase": lambda: ctx.temp_dbs.delete(record)}
-    if ctx.dms is not None and spec_dict.get("dataCopy") == "dms":
+    if ctx.dms is not None and (spec is None or spec.data_copy == "dms"):
         tasks["dms"] = lambda: ctx.dms.delete(record)  # type: ignore[union-attr]
     if record.resources.get("artifacts"):
         tasks["artifacts"] = lambda: ctx.artifact_cleaner.delete(record.resources["artifacts"])
@@ -190,7 +204,7 @@ def cleanup(record: RestoreRecord, ctx: Context) -> None:
             problems.append(f"{name}: {exc}")
     record.result["deleted"] = deleted
     if problems:
-        raise DataPlaneError("CleanupFailed", "; ".join(problems))
+        raise CleanupFailed("; ".join(problems))
 
 
 # -- 7 -----------------------------------------------------------------------
@@ -202,7 +216,7 @@ def record_result(record: RestoreRecord, ctx: Context) -> None:
         "bytes": record.progress.get("bytes"),
         "error": record.error,
     })
-    if ctx.audit is not None:
+    if ctx.audit is not None and record.spec is not None:   # a sweep was never audited
         ctx.audit.finished(record)
 
 
@@ -215,13 +229,3 @@ PHASE_FUNCTIONS: dict[str, Callable[[RestoreRecord, Context], None]] = {
     "Cleanup": cleanup,
     "Record": record_result,
 }
-
-
-def local_artifact_cleaner() -> ArtifactCleaner:
-    class _Cleaner:
-        def check(self, location: str) -> None:
-            open_store(location)   # a local directory: created if missing
-
-        def delete(self, location: str) -> int:
-            return open_store(location).delete_all()
-    return _Cleaner()

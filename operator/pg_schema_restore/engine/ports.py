@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Protocol
 
+from ddl_job.requests import StepRequest
+
 from .record import RestoreRecord
 from .spec import RestoreSpec
 
@@ -36,7 +38,7 @@ class TemporaryDatabases(Protocol):
     """Creates, waits for, opens and deletes the temporary restored copy."""
 
     def describe_source(self, spec: RestoreSpec) -> SourceInfo:
-        """Detect instance vs cluster; raise DataPlaneError for a bad restore
+        """Detect instance vs cluster; raise ProviderError for a bad restore
         point (outside the restorable window), an unknown snapshot, or a
         snapshot that does not belong to the source."""
 
@@ -49,7 +51,7 @@ class TemporaryDatabases(Protocol):
         checkpoint() BEFORE the create call; idempotent (re-run creates nothing)."""
 
     def wait_ready(self, record: RestoreRecord) -> None:
-        """Poll with backoff until available; DataPlaneError on terminal states."""
+        """Poll with backoff until available; ProviderError on terminal states."""
 
     def credentials(self, record: RestoreRecord, spec: RestoreSpec,
                     checkpoint: Callable[[], None]) -> str:
@@ -69,7 +71,7 @@ class Secrets(Protocol):
 class Executor(Protocol):
     """Runs one data-plane step (`python -m ddl_job …`) somewhere."""
 
-    def run(self, step: str, args: list[str], *, source_secret: str | None,
+    def run(self, request: StepRequest, *, source_secret: str | None,
             target_secret: str | None, database: str,
             on_event: Callable[[dict[str, Any]], None]) -> Any:
         """Run the step with connections resolved from secrets (never inline);

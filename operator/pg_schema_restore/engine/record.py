@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
+
+from .spec import RestoreSpec
 
 PHASES = (
     "Initialize",            # 1 validate, detect source, audit, DMS instance early
@@ -23,14 +25,6 @@ PHASES = (
     "Cleanup",               # 6 delete every temporary resource
     "Record",                # 7 final audit record and result
 )
-# Kubernetes condition per phase (docs/design.md), set True when the phase completes.
-PHASE_CONDITIONS = {
-    "TemporaryDatabase": "TemporaryDatabaseReady",
-    "SchemaExtraction": "SchemaExtracted",
-    "DataCopy": "DataCopied",
-    "PostData": "PostDataApplied",
-    "Cleanup": "CleanedUp",
-}
 TERMINAL = ("Succeeded", "Failed")
 
 
@@ -45,8 +39,11 @@ def now() -> str:
 
 @dataclass
 class RestoreRecord:
+    """`spec` is the parsed request; it is None only for a sweep (a restore
+    known by its id alone, whose temporary resources are deleted by tag)."""
+
     restore_id: str
-    spec: dict[str, Any]
+    spec: RestoreSpec | None
     phase: str = PHASES[0]                 # the phase to run next (or a TERMINAL state)
     completed: list[str] = field(default_factory=list)
     targets: dict[str, str] = field(default_factory=dict)
@@ -70,15 +67,43 @@ class RestoreRecord:
     def succeeded(self) -> bool:
         return self.phase == "Succeeded"
 
+    @property
+    def requested(self) -> RestoreSpec:
+        """The spec of a restore that runs (every phase but a sweep's Cleanup)."""
+        if self.spec is None:
+            raise RuntimeError(f"restore {self.restore_id} has no spec: only Cleanup can run")
+        return self.spec
+
+    @property
+    def region(self) -> str:
+        """The source's region ("" for the session's own)."""
+        if self.spec is not None:
+            return self.spec.source.region
+        return str(self.resources.get("region") or "")
+
+    @classmethod
+    def sweep(cls, restore_id: str, region: str = "") -> "RestoreRecord":
+        """A record for deleting a restore's leftovers by tag, its own record being lost."""
+        return cls(restore_id=restore_id, spec=None, phase="Cleanup",
+                   resources={"region": region} if region else {},
+                   error={"phase": "Cleanup", "reason": "Sweep",
+                          "message": "cleanup of a restore known by its id"})
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON values only; the spec in its API form."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["spec"] = self.spec.to_dict() if self.spec is not None else None
+        return json.loads(json.dumps(data, default=str))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RestoreRecord":
+        """A saved record (state file, status) back; its spec parsed like any input."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if known.get("spec") is not None:
+            known["spec"] = RestoreSpec.from_dict(known["spec"])
         return cls(**known)
 
     def resource_name(self, kind: str) -> str:

@@ -1,6 +1,6 @@
 """Drive a record through the phases until it succeeds or fails.
 
-A failing phase (DataPlaneError, AWS error, any Exception) sends the record
+A failing phase (RestoreError, botocore's ClientError, any Exception) sends the record
 to Cleanup and then Record, ending Failed with the failing phase and reason.
 A crash (the process dies: BaseException such as KeyboardInterrupt, or a
 kill) leaves the record as last saved; calling `run` again resumes from the
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import RestoreError
 
 from .phases import CLEANUP_PHASES, PHASE_FUNCTIONS, Context
 from .record import PHASES, RestoreRecord, now
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def _reason(exc: Exception) -> tuple[str, str]:
-    if isinstance(exc, DataPlaneError):
+    if isinstance(exc, RestoreError):
         return exc.reason, exc.message
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:   # botocore ClientError

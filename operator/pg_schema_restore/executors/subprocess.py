@@ -6,29 +6,19 @@ the child through its environment only (never argv, never logged).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
+import threading
 from collections import deque
 from typing import Any, Callable
 
-from psycopg.conninfo import make_conninfo
-
 from ddl_job.conn import SOURCE_ENV, TARGET_ENV
-from ddl_job.errors import DataPlaneError
+from ddl_job.requests import StepRequest
 
 from ..engine.ports import Secrets
-
-
-def dsn_from_secret(secret: dict[str, Any], database: str) -> str:
-    """A libpq DSN from an RDS-style secret (host, port, username, password)."""
-    try:
-        return make_conninfo(host=secret["host"], port=str(secret.get("port", 5432)),
-                             user=secret["username"], password=secret["password"],
-                             dbname=database)
-    except KeyError as exc:
-        raise DataPlaneError("InvalidSecret", f"secret lacks the {exc.args[0]!r} field") from None
+from .connections import dsn_from_secret
+from .result import parse_line, step_result
 
 
 class SubprocessExecutor:
@@ -38,7 +28,7 @@ class SubprocessExecutor:
         self.secrets = secrets
         self.python = python
 
-    def run(self, step: str, args: list[str], *, source_secret: str | None,
+    def run(self, request: StepRequest, *, source_secret: str | None,
             target_secret: str | None, database: str,
             on_event: Callable[[dict[str, Any]], None]) -> Any:
         env = dict(os.environ)
@@ -48,19 +38,16 @@ class SubprocessExecutor:
             env[SOURCE_ENV] = dsn_from_secret(self.secrets.read(source_secret), database)
         if target_secret:
             env[TARGET_ENV] = dsn_from_secret(self.secrets.read(target_secret), database)
-        proc = subprocess.Popen([self.python, "-m", "ddl_job", *args], env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen([self.python, "-m", "ddl_job", *request.to_argv()], env=env,
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         stderr_tail: deque[str] = deque(maxlen=20)
         last: dict[str, Any] | None = None
         assert proc.stdout is not None and proc.stderr is not None
-        import threading
-
         drain = threading.Thread(target=lambda: stderr_tail.extend(proc.stderr), daemon=True)
         drain.start()
         for line in proc.stdout:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
+            event = parse_line(line)
+            if event is None:
                 stderr_tail.append(line)
                 continue
             last = event
@@ -68,9 +55,6 @@ class SubprocessExecutor:
                 on_event(event)
         code = proc.wait()
         drain.join(timeout=5)
-        if last is not None and last.get("event") == "error":
-            raise DataPlaneError(last.get("reason", "StepFailed"), last.get("message", ""))
-        if code != 0 or last is None or last.get("event") != "result":
-            tail = "".join(stderr_tail).strip()[-1500:]
-            raise DataPlaneError("StepFailed", f"step {step} exited {code}: {tail}")
-        return last.get("result")
+        tail = "".join(stderr_tail).strip()[-1500:]
+        return step_result(last, ended_ok=code == 0, reason="StepFailed",
+                           failure=f"step {request.step} exited {code}: {tail}")

@@ -17,18 +17,22 @@ import logging
 import os
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import kopf
 from kubernetes import client, config as kube_config
 from kubernetes.client.rest import ApiException
 
+from ddl_job.errors import InvalidSpec
+
+from .. import events, wiring
+from ..config import OperatorConfig
 from ..engine import runner
+from ..engine.phases import Context
 from ..engine.record import RestoreRecord, restore_id_for
+from ..engine.spec import RestoreSpec
 from . import metrics
-from .config import OperatorConfig
-from .context import engine_context
-from .status import status_for
+from .status import refused_status, status_for
 
 GROUP, VERSION, PLURAL = "pgschemarestore.io", "v1alpha1", "schemarestores"
 log = logging.getLogger("pg_schema_restore.operator")
@@ -90,11 +94,26 @@ def _api() -> client.CustomObjectsApi:
 
 
 def _load_record(body: kopf.Body) -> RestoreRecord:
+    """The saved record, or a new one for the spec (parsed here, once: InvalidSpec)."""
     saved = (body.get("status") or {}).get("record")
     if saved:
         return RestoreRecord.from_dict(dict(saved))
-    spec = CONFIG.effective_spec(dict(body["spec"]))
+    spec = RestoreSpec.from_dict(CONFIG.effective_spec(dict(body["spec"])))
     return RestoreRecord(restore_id=restore_id_for(body["metadata"]["uid"]), spec=spec)
+
+
+def _context(body: dict[str, Any], record: RestoreRecord, writer: "_StatusWriter",
+             should_stop: Callable[[], bool]) -> Context:
+    return wiring.build_context(CONFIG, record, save=writer.write, on_event=writer.event,
+                                jobs=_placement(body, should_stop))
+
+
+def _placement(body: dict[str, Any], should_stop: Callable[[], bool]) -> wiring.JobPlacement:
+    meta = body["metadata"]
+    owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "name": meta["name"],
+             "uid": meta["uid"]}
+    return wiring.JobPlacement(namespace=meta["namespace"], owner=owner,
+                               should_stop=should_stop)
 
 
 class _StatusWriter:
@@ -109,7 +128,15 @@ class _StatusWriter:
         self.last_phase: str | None = None
 
     def write(self, record: RestoreRecord, waiting: str | None = None) -> None:
-        status = status_for(record, self.generation, self.conditions, waiting)
+        self._patch(status_for(record, self.generation, self.conditions, waiting))
+
+    def refuse(self, error: InvalidSpec) -> None:
+        """A spec the operator cannot run: say why; nothing was created."""
+        self._patch(refused_status(error.reason, error.message, self.generation,
+                                   self.conditions))
+        self.tell(events.Notice(error.reason, error.message[:1000], warning=True))
+
+    def _patch(self, status: dict[str, Any]) -> None:
         self.conditions = status["conditions"]
         try:
             _api().patch_namespaced_custom_object_status(
@@ -121,34 +148,35 @@ class _StatusWriter:
 
     def event(self, event: dict[str, Any]) -> None:
         metrics.observe_event(event)
-        kind = event.get("event")
-        if kind == "phase_finished":
-            kopf.info(self.body, reason=f"{event['phase']}Done",
-                      message=f"{event['phase']} finished in {event.get('seconds')} s")
-        elif kind == "phase_failed":
-            kopf.warn(self.body, reason=event.get("reason") or "Failed",
-                      message=f"{event['phase']}: {event.get('message', '')}"[:1000])
-        elif kind == "restore_warning":
-            kopf.warn(self.body, reason="RestoreWarning", message=str(event["message"])[:1000])
-        elif kind == "phase_started":
-            log.info("restore %s: phase %s", event.get("restoreId"), event.get("phase"))
+        said = events.notice(event)
+        if said is None:
+            return
+        if event.get("event") == "phase_started":   # the log says it; Events say results
+            log.info("restore %s: %s", event.get("restoreId"), said.message)
+            return
+        self.tell(said)
+
+    def tell(self, said: events.Notice) -> None:
+        post = kopf.warn if said.warning else kopf.info
+        post(self.body, reason=said.reason, message=said.message)
 
 
-def _finish(record: RestoreRecord, writer: _StatusWriter, body: kopf.Body) -> None:
+def _finish(record: RestoreRecord, writer: _StatusWriter) -> None:
     error = record.error or {}
     metrics.RESTORES.labels("succeeded" if record.succeeded else "failed",
                             "" if record.succeeded else error.get("reason", "")).inc()
-    if record.succeeded:
-        kopf.info(body, reason="Succeeded", message=f"restored into {record.targets}")
-    else:
-        kopf.warn(body, reason=error.get("reason", "Failed"),
-                  message=f"failed in {error.get('phase')}: {error.get('message', '')}"[:1000])
+    writer.tell(events.outcome(record))
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=30.0)
 def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Run the restore to its end (or until the object is deleted)."""
-    record = _load_record(body)
+    try:
+        record = _load_record(body)
+    except InvalidSpec as refused:
+        if not (body.get("status") or {}).get("conditions"):
+            _StatusWriter(body).refuse(refused)
+        return
     if record.done:
         if runner.cleanup_pending(record):
             _retry_cleanup_until_done(body, record, stopped)
@@ -170,12 +198,11 @@ def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
     metrics.ACTIVE.inc()
     try:
         with _registered(uid):
-            ctx = engine_context(CONFIG, dict(body), record, save=writer.write,
-                                 on_event=writer.event, should_stop=lambda: bool(stopped))
+            ctx = _context(dict(body), record, writer, lambda: bool(stopped))
             while not record.done and not stopped:
                 runner.run_one(record, ctx)
             if record.done:
-                _finish(record, writer, body)
+                _finish(record, writer)
     finally:
         metrics.ACTIVE.dec()
         _slots.release()
@@ -199,10 +226,9 @@ def _retry_cleanup_until_done(body: kopf.Body, record: RestoreRecord,
         if stopped.wait(delay):
             return
         with _registered(uid):
-            ctx = engine_context(CONFIG, dict(body), record, save=writer.write,
-                                 on_event=writer.event, should_stop=lambda: bool(stopped))
+            ctx = _context(dict(body), record, writer, lambda: bool(stopped))
             runner.retry_cleanup(record, ctx)
-            _finish(record, writer, body)
+            _finish(record, writer)
         delay = min(delay * 2, 3600.0)
 
 
@@ -223,10 +249,12 @@ def delete(body: kopf.Body, **_: Any) -> None:
         if exc.status == 404:
             return
         raise
-    record = _load_record(kopf.Body(fresh))
+    try:
+        record = _load_record(kopf.Body(fresh))
+    except InvalidSpec:
+        return   # refused before anything was created
     writer = _StatusWriter(kopf.Body(fresh))
-    ctx = engine_context(CONFIG, fresh, record, save=writer.write, on_event=writer.event,
-                         should_stop=lambda: False)
+    ctx = _context(fresh, record, writer, lambda: False)
     # A previous cleanup left something behind: try it again now.
     runner.retry_cleanup(record, ctx)
     if not record.done:
@@ -236,6 +264,6 @@ def delete(body: kopf.Body, **_: Any) -> None:
         raise kopf.TemporaryError(f"cleanup incomplete: {record.result['cleanupErrors']}",
                                   delay=30)
     if CONFIG.executor == "job":
-        from .context import job_executor
-
-        job_executor(CONFIG, fresh, record, ctx.secrets, lambda: False).delete_all()  # type: ignore[arg-type]
+        assert ctx.secrets is not None
+        wiring.job_executor(CONFIG, _placement(fresh, lambda: False), record.restore_id,
+                            ctx.secrets).delete_all()

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..engine.record import PHASES, RestoreRecord
 
-# condition type -> the phase whose completion makes it True
+# The one map of condition type -> the phase whose completion makes it True.
 PHASE_CONDITIONS: dict[str, str] = {
     "TemporaryDatabaseReady": "TemporaryDatabase",
     "SchemaExtracted": "SchemaExtraction",
@@ -76,11 +76,10 @@ def status_for(record: RestoreRecord, generation: int,
     for type_, phase in PHASE_CONDITIONS.items():
         conditions.append(condition(type_, *_phase_condition(type_, phase, record), generation,
                                     previous))
-    spec = record.spec
     return {
         "observedGeneration": generation,
         "phase": _derived_phase(record, waiting),
-        "point": spec.get("restoreTime") or f"snapshot:{spec.get('snapshotId')}",
+        "point": record.requested.point,
         "restoreId": record.restore_id,
         "targetSchemas": record.targets,
         "progress": {**record.progress, "summary": _summary(record)},
@@ -90,6 +89,15 @@ def status_for(record: RestoreRecord, generation: int,
         "warnings": record.warnings,
         "record": record.to_dict(),
     }
+
+
+def refused_status(reason: str, message: str, generation: int,
+                   previous_conditions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The status of a spec refused before any phase ran: nothing was created."""
+    previous = {c["type"]: c for c in previous_conditions or []}
+    return {"observedGeneration": generation, "phase": "Failed",
+            "conditions": [condition("Succeeded", "False", reason, message, generation,
+                                     previous)]}
 
 
 def _mapping(record: RestoreRecord) -> str:

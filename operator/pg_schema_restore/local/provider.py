@@ -20,12 +20,12 @@ from typing import Callable
 import psycopg
 from psycopg import sql
 
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import InvalidSpec, ProviderError
 
 from ..engine.ports import SourceInfo
 from ..engine.record import RestoreRecord
 from ..engine.spec import RestoreSpec
-from ..localpg import LocalCluster, pitr_copy, server_bindir
+from .cluster import LocalCluster, pitr_copy, server_bindir
 from .secrets import LocalSecrets
 
 
@@ -43,7 +43,7 @@ def backup_start_time(base_backup: Path) -> datetime:
     label = (Path(base_backup) / "backup_label").read_text()
     match = re.search(r"^START TIME: (.+)$", label, re.M)
     if not match:
-        raise DataPlaneError("InvalidSource", "base backup has no START TIME")
+        raise ProviderError("InvalidSource", "base backup has no START TIME")
     return datetime.strptime(match[1].strip(), "%Y-%m-%d %H:%M:%S %Z").replace(
         tzinfo=timezone.utc)
 
@@ -59,16 +59,16 @@ class LocalTemporaryDatabases:
                                  capture_output=True, text=True).stdout.split()[-1]
         earliest = backup_start_time(self.source.base_backup)
         latest = datetime.now(timezone.utc)
-        if spec.snapshotId is not None:
-            if spec.snapshotId != self.source.base_backup.name:
-                raise DataPlaneError("SnapshotNotFound",
-                                     f"snapshot {spec.snapshotId!r} not found (local snapshots "
-                                     f"are base backups: {self.source.base_backup.name!r})")
+        if spec.snapshot_id is not None:
+            if spec.snapshot_id != self.source.base_backup.name:
+                raise ProviderError("SnapshotNotFound",
+                                    f"snapshot {spec.snapshot_id!r} not found (local snapshots "
+                                    f"are base backups: {self.source.base_backup.name!r})")
             return SourceInfo("local", version, snapshot_time=earliest)
-        point = spec.restore_point()
+        point = spec.restore_time
         assert point is not None
         if not earliest <= point <= latest:
-            raise DataPlaneError(
+            raise ProviderError(
                 "RestoreTimeOutOfWindow",
                 f"restoreTime {point.isoformat()} is outside the restorable window "
                 f"[{earliest.isoformat()}, {latest.isoformat()}]")
@@ -93,12 +93,12 @@ class LocalTemporaryDatabases:
         if datadir.exists():  # crashed half-way through a copy: start again
             shutil.rmtree(datadir)
         production = self.secrets.read(self.source.production_secret)
-        from ..localpg import free_port
+        from .cluster import free_port
         port = free_port()
         record.resources["temporaryDatabase"] = {"kind": "local", "id": datadir.name,
                                                  "port": port}
         checkpoint()
-        point = spec.restore_point()
+        point = spec.restore_time
         pitr_copy(self.source.base_backup, self.source.wal_archive, datadir,
                   point, production["password"], port=port)
 
@@ -111,16 +111,16 @@ class LocalTemporaryDatabases:
                                  connect_timeout=10) as conn:
                 in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
         except psycopg.OperationalError as exc:
-            raise DataPlaneError("TemporaryDatabaseFailed",
-                                 f"temporary database not reachable: {exc}") from None
+            raise ProviderError("TemporaryDatabaseFailed",
+                                f"temporary database not reachable: {exc}") from None
         if in_recovery:
-            raise DataPlaneError("TemporaryDatabaseFailed", "temporary copy still in recovery")
+            raise ProviderError("TemporaryDatabaseFailed", "temporary copy still in recovery")
 
     # -- phase 3 -----------------------------------------------------------
     def credentials(self, record: RestoreRecord, spec: RestoreSpec,
                     checkpoint: Callable[[], None]) -> str:
         if spec.credentials != "resetMasterPassword":
-            raise DataPlaneError("InvalidSpec", "local copies only support resetMasterPassword")
+            raise InvalidSpec("local copies only support resetMasterPassword")
         secret_id = record.resource_name("secret")
         record.resources["temporarySecret"] = secret_id
         checkpoint()
@@ -141,7 +141,7 @@ class LocalTemporaryDatabases:
             except psycopg.OperationalError:
                 continue
         else:
-            raise DataPlaneError("CredentialsFailed", "cannot log in to the temporary copy")
+            raise ProviderError("CredentialsFailed", "cannot log in to the temporary copy")
         self.secrets.write(secret_id, {"host": "127.0.0.1", "port": port,
                                        "username": production["username"],
                                        "password": new_password})
@@ -150,7 +150,7 @@ class LocalTemporaryDatabases:
     def _current(self, secret_id: str) -> str | None:
         try:
             return self.secrets.read(secret_id)["password"]
-        except DataPlaneError:
+        except ProviderError:
             return None
 
     # -- phase 6 -----------------------------------------------------------

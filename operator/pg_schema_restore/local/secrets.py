@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import ProviderError
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
@@ -21,7 +21,7 @@ class LocalSecrets:
 
     def _path(self, secret_id: str) -> Path:
         if not _ID.match(secret_id):
-            raise DataPlaneError("InvalidSecret", f"bad local secret id {secret_id!r}")
+            raise ProviderError("InvalidSecret", f"bad local secret id {secret_id!r}")
         return self.directory / f"{secret_id}.json"
 
     def write(self, secret_id: str, value: dict[str, Any]) -> str:
@@ -35,7 +35,7 @@ class LocalSecrets:
         try:
             return json.loads(self._path(secret_id).read_text())
         except FileNotFoundError:
-            raise DataPlaneError("SecretNotFound", f"secret {secret_id} not found") from None
+            raise ProviderError("SecretNotFound", f"secret {secret_id} not found") from None
 
     def delete(self, secret_id: str) -> bool:
         path = self._path(secret_id)

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
 from typing import Any, Callable
 
@@ -22,20 +21,17 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from ddl_job.conn import SOURCE_ENV, TARGET_ENV
-from ddl_job.errors import DataPlaneError
+from ddl_job.errors import Cancelled
+from ddl_job.requests import StepRequest
 
 from ..engine.ports import Secrets
-from ..executors.subprocess import dsn_from_secret
+from .connections import dsn_from_secret
+from .result import parse_line, step_result
 
 LABEL_RESTORE = "pgschemarestore.io/restore-id"
 LABEL_STEP = "pgschemarestore.io/step"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pg-schema-restore"}
 TERMINATION_LOG = "/dev/termination-log"
-
-
-class Cancelled(DataPlaneError):
-    def __init__(self) -> None:
-        super().__init__("Cancelled", "the SchemaRestore is being deleted")
 
 
 class JobExecutor:
@@ -138,9 +134,10 @@ class JobExecutor:
                                   "spec": pod_spec}},
         }
 
-    def run(self, step: str, args: list[str], *, source_secret: str | None,
+    def run(self, request: StepRequest, *, source_secret: str | None,
             target_secret: str | None, database: str,
             on_event: Callable[[dict[str, Any]], None]) -> Any:
+        step = request.step
         name = self.job_name(step)
         try:
             self.batch.read_namespaced_job(name, self.namespace)
@@ -150,7 +147,7 @@ class JobExecutor:
                 raise
             keys = self._store_connections(step, source_secret, target_secret, database)
             self.batch.create_namespaced_job(self.namespace,
-                                             self.job_manifest(step, args, keys))
+                                             self.job_manifest(step, request.to_argv(), keys))
             on_event({"event": "job_created", "step": step, "job": name})
         return self._wait(step, name)
 
@@ -169,17 +166,9 @@ class JobExecutor:
 
     def _result(self, step: str, name: str, *, failed: bool) -> Any:
         message = self._termination_message(name)
-        last: dict[str, Any] | None = None
-        try:
-            last = json.loads(message) if message else None
-        except json.JSONDecodeError:
-            last = None
-        if last and last.get("event") == "error":
-            raise DataPlaneError(last.get("reason", "StepFailed"), last.get("message", ""))
-        if failed or not last or last.get("event") != "result":
-            tail = (message or "no termination message").strip()[-1500:]
-            raise DataPlaneError("JobFailed", f"Job {name} ({step}) failed: {tail}")
-        return last.get("result")
+        tail = (message or "no termination message").strip()[-1500:]
+        return step_result(parse_line(message) if message else None, ended_ok=not failed,
+                           reason="JobFailed", failure=f"Job {name} ({step}) failed: {tail}")
 
     def _termination_message(self, name: str) -> str:
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"job-name={name}")

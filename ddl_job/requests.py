@@ -1,0 +1,184 @@
+"""Typed step requests: what the engine asks of the data plane.
+
+A request is built once (by the engine, from the parsed spec) and travels
+as argv (`python -m ddl_job …` in a subprocess, a Kubernetes Job or an ECS
+task). `to_argv` and `from_argv` are the one pair that writes and reads
+that form, and each field is checked by one rule on construction (the same
+`names` / `marker` rules the spec uses), so a value that passes one side
+passes the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar
+
+from .dump import DEFAULT_MAINTENANCE_WORK_MEM
+from .errors import InvalidRequest
+from .marker import validate_restore_id
+from .names import validate_schema_list, validate_suffix
+
+
+def _flag(name: str, default: Any = MISSING, help: str | None = None) -> Any:
+    """A field written as `--name value` (tuples: repeated; bools: present or not)."""
+    return field(default=default, metadata={"flag": name, "help": help})
+
+
+def _positive(name: str, value: int) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise InvalidRequest("InvalidArgument", f"{name} must be a positive integer")
+    return value
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """Base: `command` is the argv prefix, `step` the name executors report
+    (and name a step's Kubernetes Job after)."""
+
+    command: ClassVar[tuple[str, ...]]
+
+    @property
+    def step(self) -> str:
+        return "-".join(self.command)
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        """Subclasses check their fields here (one rule per field)."""
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def to_argv(self) -> list[str]:
+        argv = list(self.command)
+        for spec_field in fields(self):
+            flag, value = spec_field.metadata["flag"], getattr(self, spec_field.name)
+            if isinstance(value, bool):
+                argv += [flag] if value else []
+            elif isinstance(value, tuple):
+                for item in value:
+                    argv += [flag, item]
+            else:
+                argv += [flag, str(value)]
+        return argv
+
+
+@dataclass(frozen=True)
+class Precheck(StepRequest):
+    command = ("precheck",)
+    schemas: tuple[str, ...] = _flag("--schema")
+    suffix: str = _flag("--suffix")
+
+    def _validate(self) -> None:
+        self._set("schemas", tuple(validate_schema_list(list(self.schemas))))
+        validate_suffix(self.suffix)
+
+
+@dataclass(frozen=True)
+class Extract(StepRequest):
+    command = ("extract",)
+    schemas: tuple[str, ...] = _flag("--schema")
+    suffix: str = _flag("--suffix")
+    artifacts: str = _flag("--artifacts")
+    restore_id: str = _flag("--restore-id")
+    mode: str = _flag("--mode", "copy", "copy: our COPY streams; dms: DMS copies the rows")
+    disposable_source: bool = _flag(
+        "--disposable-source", False,
+        "acknowledge that the source copy is modified (schemas renamed)")
+
+    def _validate(self) -> None:
+        self._set("schemas", tuple(validate_schema_list(list(self.schemas))))
+        validate_suffix(self.suffix)
+        validate_restore_id(self.restore_id)   # the mode: extract's own check
+
+
+@dataclass(frozen=True)
+class ApplyPre(StepRequest):
+    command = ("apply", "pre")
+    artifacts: str = _flag("--artifacts")
+
+
+@dataclass(frozen=True)
+class ApplyPost(StepRequest):
+    command = ("apply", "post")
+    artifacts: str = _flag("--artifacts")
+    jobs: int = _flag("--jobs", 2)
+    maintenance_work_mem: str = _flag(
+        "--maintenance-work-mem", DEFAULT_MAINTENANCE_WORK_MEM,
+        "per connection, for index builds; larger is often slower (cache-hostile sorts)")
+
+    def _validate(self) -> None:
+        _positive("jobs", self.jobs)
+
+
+@dataclass(frozen=True)
+class Copy(StepRequest):
+    command = ("copy",)
+    artifacts: str = _flag("--artifacts")
+    jobs: int = _flag("--jobs", 2)
+    restart: bool = _flag(
+        "--restart", False, "resume: empty tables a crashed copy loaded (only in schemas "
+        "carrying this restore's marker)")
+    sequences_only: bool = _flag("--sequences-only", False,
+                                 "only set sequences (rows were copied by DMS)")
+
+    def _validate(self) -> None:
+        _positive("jobs", self.jobs)
+
+    @property
+    def step(self) -> str:
+        """DMS copies rows itself: this request then only sets sequences."""
+        return "sequences" if self.sequences_only else "copy"
+
+
+@dataclass(frozen=True)
+class Verify(StepRequest):
+    command = ("verify",)
+    artifacts: str = _flag("--artifacts")
+
+
+@dataclass(frozen=True)
+class Drop(StepRequest):
+    command = ("drop",)
+    restore_id: str = _flag("--restore-id")
+
+    def _validate(self) -> None:
+        validate_restore_id(self.restore_id)
+
+
+REQUESTS: dict[str, type[StepRequest]] = {
+    " ".join(r.command): r for r in (Precheck, Extract, ApplyPre, ApplyPost, Copy, Verify, Drop)}
+
+
+def add_arguments(parser: argparse.ArgumentParser, request: type[StepRequest]) -> None:
+    """The argparse form of a request's fields: what `to_argv` writes and
+    `from_args` reads back. Tuple fields are filled by the caller (schemas
+    also come as `--schemas a,b` from humans)."""
+    for spec_field in fields(request):
+        flag, help_text = spec_field.metadata["flag"], spec_field.metadata["help"]
+        kind, default = spec_field.type, spec_field.default
+        if kind.startswith("tuple"):
+            continue
+        if kind == "bool":
+            parser.add_argument(flag, action="store_true", dest=spec_field.name,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, dest=spec_field.name, required=default is MISSING,
+                                default=None if default is MISSING else default,
+                                type=int if kind == "int" else str, help=help_text)
+
+
+def from_args(request: type[StepRequest], args: argparse.Namespace,
+              **given: Any) -> StepRequest:
+    """The request from parsed arguments (`given` supplies fields parsed otherwise)."""
+    values = {f.name: getattr(args, f.name) for f in fields(request) if f.name not in given}
+    return request(**values, **given)
+
+
+def from_argv(argv: list[str]) -> StepRequest:
+    """Read back what `to_argv` wrote (the data plane's own parser)."""
+    from .cli import build_parser, request_from
+
+    return request_from(build_parser().parse_args(argv))

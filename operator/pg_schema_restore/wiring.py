@@ -1,0 +1,127 @@
+"""The composition root: the one place that builds the engine's Context.
+
+The operator, the command line, the demo and the tests all call
+`build_context`; it picks the adapters from the settings:
+
+- provider `aws`: RDS / Aurora, Secrets Manager, S3 artifacts, DynamoDB
+  audit (when `audit_table` is set), DMS (for `dataCopy: dms`), all on one
+  boto3 session and one client cache;
+- provider `local`: genuine PITR on this machine from a base backup and a
+  WAL archive, secrets in a directory, artifacts in a directory;
+- executor `subprocess` (a local `python -m ddl_job` process) or `job` (a
+  Kubernetes Job in the SchemaRestore's namespace: `JobPlacement`).
+
+Adapters never import each other; only this module knows them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import OperatorConfig
+from .engine.phases import Context
+from .engine.ports import DataMigration, Executor, Secrets
+from .engine.record import RestoreRecord
+from .engine.spec import RestoreSpec
+from .executors.job import JobExecutor
+from .executors.subprocess import SubprocessExecutor
+
+
+@dataclass(frozen=True)
+class JobPlacement:
+    """Where the operator runs a restore's Jobs: its SchemaRestore's namespace,
+    owned by it; `should_stop` turns true when the SchemaRestore goes away."""
+
+    namespace: str
+    owner: dict[str, Any]
+    should_stop: Callable[[], bool] = lambda: False
+
+
+def _default_session(region: str | None) -> Any:
+    from .aws.session import new_session
+
+    return new_session(region=region)
+
+
+# Tests point this at a session carrying moto and their hooks.
+SESSION_FACTORY: Callable[[str | None], Any] = _default_session
+
+
+def job_executor(config: OperatorConfig, placement: JobPlacement, restore_id: str,
+                 secrets: Secrets) -> JobExecutor:
+    return JobExecutor(namespace=placement.namespace, owner=placement.owner,
+                       restore_id=restore_id, image=config.job_image, secrets=secrets,
+                       resources=config.job_resources,
+                       deadline_seconds=config.job_deadline_seconds,
+                       service_account=config.job_service_account,
+                       should_stop=placement.should_stop, poll_seconds=config.job_poll_seconds)
+
+
+def build_context(config: OperatorConfig, record: RestoreRecord, *,
+                  save: Callable[[RestoreRecord], None] = lambda record: None,
+                  on_event: Callable[[dict[str, Any]], None] = lambda event: None,
+                  jobs: JobPlacement | None = None, session: Any = None,
+                  poller: Any = None, dms: DataMigration | None = None) -> Context:
+    """The Context for one restore. `session`, `poller` and `dms` replace the
+    defaults (tests: moto's session, a fake clock, a DMS double)."""
+    spec = record.spec
+
+    def executor_for(secrets: Secrets) -> Executor:
+        if config.executor == "job":
+            if jobs is None:
+                raise ValueError("executor 'job' needs a JobPlacement")
+            return job_executor(config, jobs, record.restore_id, secrets)
+        return SubprocessExecutor(secrets)
+
+    if config.provider == "local":
+        return _local_context(config, executor_for, save, on_event)
+    return _aws_context(config, spec, record.region, executor_for, save=save,
+                        on_event=on_event, session=session, poller=poller, dms=dms)
+
+
+def _local_context(config: OperatorConfig, executor_for: Callable[[Secrets], Executor],
+                   save: Callable[[RestoreRecord], None],
+                   on_event: Callable[[dict[str, Any]], None]) -> Context:
+    from .local.artifacts import LocalArtifactCleaner
+    from .local.provider import LocalSource, LocalTemporaryDatabases
+    from .local.secrets import LocalSecrets
+
+    secrets = LocalSecrets(Path(config.local_secrets_dir))
+    source = LocalSource(Path(config.local_base_backup), Path(config.local_wal_archive),
+                         config.local_production_secret, Path(config.local_workdir))
+    return Context(temp_dbs=LocalTemporaryDatabases(source, secrets),
+                   executor=executor_for(secrets), artifacts_root=config.artifacts_root,
+                   artifact_cleaner=LocalArtifactCleaner(), secrets=secrets,
+                   save=save, on_event=on_event)
+
+
+def _aws_context(config: OperatorConfig, spec: RestoreSpec | None, region: str,
+                 executor_for: Callable[[Secrets], Executor], *,
+                 save: Callable[[RestoreRecord], None],
+                 on_event: Callable[[dict[str, Any]], None], session: Any, poller: Any,
+                 dms: DataMigration | None) -> Context:
+    from .aws.audit import DynamoAudit
+    from .aws.dms import DmsMigration, DmsSettings
+    from .aws.rds import RdsTemporaryDatabases
+    from .aws.s3 import S3ArtifactCleaner
+    from .aws.secrets import AwsSecrets
+    from .aws.session import Clients
+
+    session = session or SESSION_FACTORY(region or None)
+    clients = Clients(session)
+    secrets = AwsSecrets(session, clients=clients)
+    # A sweep (no spec) deletes DMS leftovers too.
+    if dms is None and (spec is None or spec.data_copy == "dms"):
+        dms = DmsMigration(session, DmsSettings(
+            secrets_access_role_arn=config.dms_secrets_role_arn), clients=clients)
+    return Context(
+        temp_dbs=RdsTemporaryDatabases(session, secrets, clients=clients, poller=poller),
+        executor=executor_for(secrets),
+        artifacts_root=config.artifacts_root,
+        artifact_cleaner=S3ArtifactCleaner(session, clients=clients),
+        secrets=secrets,
+        audit=DynamoAudit(session, config.audit_table, clients=clients)
+        if config.audit_table else None,
+        dms=dms, save=save, on_event=on_event)
