@@ -132,7 +132,7 @@ class World:
         self.saved: list[dict[str, Any]] = []
 
     def record(self, restore_id: str = "0a1b2c3d4e") -> RestoreRecord:
-        record = RestoreRecord(restore_id=restore_id, spec=self.spec.to_dict())
+        record = RestoreRecord(restore_id=restore_id, spec=self.spec)
         record.targets = dict(self.targets)
         record.source = {"kind": "instance", "engine_version": "15.5"}
         return record
@@ -264,9 +264,9 @@ def test_subnet_group_made_from_the_db_subnet_group_and_deleted(aws, double, wor
     spec = w.spec.to_dict()
     spec["temporaryDatabase"]["subnetGroup"] = "isolated"
     record = w.record()
-    record.spec = spec
+    record.spec = RestoreSpec.from_dict(spec)
     migration, _ = adapter(aws)
-    migration.start_instance(record, RestoreSpec.from_dict(spec), w.checkpoint(record))
+    migration.start_instance(record, record.spec, w.checkpoint(record))
     dms = aws.client("dms")
     groups = dms.describe_replication_subnet_groups()["ReplicationSubnetGroups"]
     assert [g["ReplicationSubnetGroupIdentifier"] for g in groups] == ["pgsr-0a1b2c3d4e-dms"]
@@ -536,7 +536,7 @@ def test_delete_finds_resources_by_tag_without_a_record(aws, double, world):
                             w.checkpoint(record))
     assert len(leftovers(aws, record.restore_id)) == 4
     # `pg-schema-restore cleanup --restore-id`: nothing recorded but the id
-    bare = RestoreRecord(restore_id=record.restore_id, spec=w.spec.to_dict())
+    bare = RestoreRecord(restore_id=record.restore_id, spec=w.spec)
     deleted = migration.delete(bare)
     assert len(deleted) == 4
     assert leftovers(aws, record.restore_id) == []

@@ -202,8 +202,7 @@ def test_cleanup_finds_resources_by_tag_and_spares_strangers(aws_world):
     clients = Clients(session)
     temp_dbs = RdsTemporaryDatabases(session, AwsSecrets(session, clients=clients),
                                      clients=clients, poller=fast_poller())
-    record = RestoreRecord(restore_id="0123456789", spec=aws_world.spec(
-        restoreTime=iso(restore_point())))
+    record = RestoreRecord.sweep("0123456789", REGION)      # its record is lost
     deleted = temp_dbs.delete(record)
     assert sorted(deleted) == ["DB instance lost-instance", "secret lost-secret"]
     assert temp_dbs.delete(record) == []                      # NotFound is done

@@ -445,7 +445,7 @@ def test_access_denied_writing_artifacts(aws_world, monkeypatch):
     point, before = prepare(aws_world)
     record = aws_world.record(aws_world.spec(restoreTime=iso(point)))
     denied = _deny_s3_puts(monkeypatch, f"/{record.restore_id}/")
-    record = aws_world.run(record.spec, restore_id=record.restore_id)
+    record = aws_world.run(record.requested.to_dict(), restore_id=record.restore_id)
     assert denied, "no artifact upload was attempted"
     assert record.phase == "Failed" and record.error["phase"] == "SchemaExtraction"
     assert record.error["reason"] == "ArtifactWriteFailed", record.error

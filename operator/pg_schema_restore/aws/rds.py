@@ -275,10 +275,10 @@ class RdsTemporaryDatabases:
         temp = spec.temporary_database
         kwargs: dict[str, Any] = {"Tags": restore_tags(record.restore_id),
                                   "DeletionProtection": False}
-        if temp.subnetGroup:
-            kwargs["DBSubnetGroupName"] = temp.subnetGroup
-        if temp.securityGroupIds:
-            kwargs["VpcSecurityGroupIds"] = list(temp.securityGroupIds)
+        if temp.subnet_group:
+            kwargs["DBSubnetGroupName"] = temp.subnet_group
+        if temp.security_group_ids:
+            kwargs["VpcSecurityGroupIds"] = list(temp.security_group_ids)
         return kwargs
 
     def create(self, record: RestoreRecord, spec: RestoreSpec,

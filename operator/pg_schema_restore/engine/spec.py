@@ -214,7 +214,8 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 
 def _parse_object(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise InvalidSpec(f"{prefix.rstrip('.') or 'spec'} must be an object")
+        raise InvalidSpec(f"{prefix.rstrip('.') or 'spec'} must be an object, not "
+                          f"{type(data).__name__}")
     declared = {f.metadata["json"]: f for f in fields(cls)}
     unknown = sorted(set(data) - set(declared))
     if unknown:
@@ -281,9 +282,12 @@ def _check_schema(schema: dict[str, Any], value: Any, path: str) -> None:
 
 
 def _to_api(obj: Any) -> dict[str, Any]:
+    """Every field but the unset optional ones (None), as the API would hold it."""
     out: dict[str, Any] = {}
     for spec_field in fields(obj):
         value = getattr(obj, spec_field.name)
+        if value is None:
+            continue
         if is_dataclass(value):
             value = _to_api(value)
         elif isinstance(value, datetime):
