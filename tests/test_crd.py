@@ -2,11 +2,15 @@
 
 The 1.20 test apiserver ignores CEL (`x-kubernetes-validations`), so each
 rule is evaluated here with cel-python, and the OpenAPI patterns are run
-against the same inputs as the operator's own validation (RestoreSpec)."""
+against the same inputs as the operator's own validation (RestoreSpec).
+The CRD is generated from RestoreSpec's field declarations
+(pg_schema_restore.crd): the last tests prove both files are current and
+hold exactly those declarations."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import celpy
@@ -14,6 +18,7 @@ import pytest
 import yaml
 from celpy import json_to_cel
 
+from pg_schema_restore import crd as crd_module
 from pg_schema_restore.engine.spec import InvalidSpec, RestoreSpec
 
 CRD = Path(__file__).resolve().parent.parent / "crds" / "schemarestores.pgschemarestore.io.yaml"
@@ -135,3 +140,90 @@ def test_enums_match_operator(spec_schema):
 def test_printer_columns(crd):
     columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
     assert columns == ["Database", "Schemas", "Point", "Status", "Progress", "Age"]
+
+
+# -- the CRD is generated from the spec model (pg_schema_restore.crd) -----------------
+
+
+def _fields_with_properties(cls: type, properties: dict, path: str = ""):
+    """Each spec field (recursively) with its CRD property and its dotted path."""
+    for spec_field in fields(cls):
+        prop = properties[spec_field.metadata["json"]]
+        yield spec_field, prop, path + spec_field.metadata["json"]
+        if spec_field.metadata["nested"] is not None:
+            yield from _fields_with_properties(spec_field.metadata["nested"], prop["properties"],
+                                               f"{path}{spec_field.metadata['json']}.")
+
+
+@pytest.mark.parametrize("path", crd_module.FILES, ids=str)
+def test_crd_files_are_generated(path):
+    text = (crd_module.REPO / path).read_text("utf-8")
+    assert text == crd_module.render(), (
+        f"{path} is stale or edited by hand: run `python -m pg_schema_restore.crd --write`")
+
+
+def test_rendering_round_trips():
+    rendered = crd_module.render()
+    assert yaml.safe_load(rendered) == crd_module.build()
+    loaded = yaml.safe_load(rendered)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    pattern = loaded["properties"]["spec"]["properties"]["schemas"]["items"]["pattern"]
+    declared = next(f for f in fields(RestoreSpec) if f.name == "schemas").metadata["schema"]
+    assert pattern.encode() == declared["items"]["pattern"].encode()
+
+
+def test_every_spec_property_is_described(spec_schema):
+    def walk(properties: dict, path: str):
+        for name, prop in properties.items():
+            assert isinstance(prop.get("description"), str) and prop["description"].strip(), \
+                f"spec.{path}{name} has no description"
+            walk(prop.get("properties", {}), f"{path}{name}.")
+
+    walk(spec_schema["properties"], "")
+
+
+def test_required_are_the_fields_without_default(spec_schema):
+    assert spec_schema["required"] == [
+        f.metadata["json"] for f in fields(RestoreSpec)
+        if f.default is MISSING and f.default_factory is MISSING]
+    assert spec_schema["required"] == ["database", "schemas"]
+
+
+def test_constraints_are_the_spec_fields_schemas(spec_schema):
+    """The generated properties are exactly the fields' declarations: nothing more."""
+    for spec_field, prop, path in _fields_with_properties(RestoreSpec,
+                                                          spec_schema["properties"]):
+        meta = spec_field.metadata
+        assert prop["description"] == meta["description"], path
+        constraints = {k: v for k, v in prop.items()
+                       if k not in ("description", "default", "properties")}
+        assert constraints == meta["schema"], path
+        if meta["nested"] is not None:
+            assert set(prop["properties"]) == {f.metadata["json"]
+                                               for f in fields(meta["nested"])}, path
+    assert set(spec_schema["properties"]) == {f.metadata["json"] for f in fields(RestoreSpec)}
+
+
+def test_server_defaults_are_the_top_level_ones(spec_schema):
+    """Enum fields and jobs default in the API server; the fields of source and
+    temporaryDatabase do not (the operator's configuration fills those in)."""
+    defaults = {}
+    for spec_field, prop, path in _fields_with_properties(RestoreSpec,
+                                                          spec_schema["properties"]):
+        if "default" in prop:
+            assert prop["default"] == spec_field.default, path
+            defaults[path] = prop["default"]
+    assert defaults == {"engine": "native", "dataCopy": "copy",
+                        "credentials": "resetMasterPassword",
+                        "onFailure": "dropRestoredSchemas", "jobs": 2}
+
+
+def test_check_names_the_stale_files(tmp_path, capsys):
+    assert crd_module.main(["--check"], root=tmp_path) == 1
+    assert crd_module.main(["--write"], root=tmp_path) == 0
+    assert crd_module.main(["--check"], root=tmp_path) == 0
+    chart = tmp_path / crd_module.FILES[1]
+    chart.write_text(chart.read_text().replace("maxItems: 100", "maxItems: 101"))
+    capsys.readouterr()
+    assert crd_module.main(["--check"], root=tmp_path) == 1
+    said = capsys.readouterr().err
+    assert str(chart) in said and str(tmp_path / crd_module.FILES[0]) not in said
