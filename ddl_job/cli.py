@@ -13,7 +13,7 @@ import os
 import secrets
 import sys
 import traceback
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from . import apply, copy, drop, extract, pipeline, precheck, requests, verify
@@ -22,7 +22,6 @@ from .conn import SOURCE_ENV, TARGET_ENV, Endpoint
 from .errors import RestoreError
 from .manifest import Manifest
 from .marker import validate_restore_id
-from .names import parse_schema_list, validate_schema_list
 from .progress import Reporter
 
 
@@ -34,20 +33,6 @@ def target() -> Endpoint:
     return Endpoint.from_env("target", TARGET_ENV)
 
 
-def schemas_from(args: argparse.Namespace) -> list[str]:
-    """`--schemas a,b` and/or repeated `--schema NAME` (for names with commas)."""
-    names: list[str] = []
-    if args.schemas:
-        names += parse_schema_list(args.schemas)
-    names += args.schema or []
-    return validate_schema_list(names)
-
-
-def add_schema_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--schemas", help="comma-separated schema names (exact, case-sensitive)")
-    parser.add_argument("--schema", action="append", help="one schema name; repeatable")
-
-
 def new_restore_id() -> str:
     return secrets.token_hex(4)
 
@@ -56,41 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ddl_job", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     steps = parser.add_subparsers(dest="step", required=True)
-    helps = {"precheck": "check production before anything is created",
-             "extract": "rename in the copy, dump, store DDL artifacts",
-             "apply": "apply pre-data (one transaction) or post-data",
-             "copy": "copy all rows and sequence values",
-             "verify": "compare source and target",
-             "drop": "drop the schemas created by a restore id"}
-    sections = None
-    for command, request in requests.REQUESTS.items():
-        if command.startswith("apply "):
-            if sections is None:
-                sections = steps.add_parser("apply", help=helps["apply"]).add_subparsers(
-                    dest="section", required=True)
-            p = sections.add_parser(command.split()[1])
-        else:
-            p = steps.add_parser(command, help=helps[command])
-        if any(f.name == "schemas" for f in fields(request)):
-            add_schema_args(p)
-        requests.add_arguments(p, request)
-        p.set_defaults(request=request)
-
+    requests.add_step_parsers(steps)
     p = steps.add_parser("from-copy", help="all steps on an existing restored copy")
     add_from_copy_args(p)
     return parser
 
 
-def request_from(args: argparse.Namespace) -> requests.StepRequest:
-    """The typed request a step's argv describes."""
-    request = args.request
-    if any(f.name == "schemas" for f in fields(request)):
-        return requests.from_args(request, args, schemas=tuple(schemas_from(args)))
-    return requests.from_args(request, args)
-
-
 def add_from_copy_args(p: argparse.ArgumentParser) -> None:
-    add_schema_args(p)
+    requests.add_schema_args(p)
     p.add_argument("--suffix", help="default: _YYYYMMDDHHMMSS of now (UTC)")
     p.add_argument("--disposable-source", action="store_true",
                    help="acknowledge that the source copy is modified (schemas renamed)")
@@ -109,7 +67,7 @@ def run_from_copy(args: argparse.Namespace, reporter: Reporter) -> pipeline.From
     restore_id = validate_restore_id(
         new_restore_id() if args.restore_id is None else args.restore_id)
     return pipeline.from_copy(
-        source(), target(), schemas_from(args), suffix_for(datetime.now(timezone.utc))
+        source(), target(), requests.schemas_from(args), suffix_for(datetime.now(timezone.utc))
         if args.suffix is None else args.suffix, restore_id=restore_id,
         disposable_source=args.disposable_source, jobs=max(1, args.jobs),
         artifacts=args.artifacts, keep_on_failure=args.keep_on_failure, reporter=reporter)
@@ -195,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.step == "from-copy":
             result = run_from_copy(args, reporter)
         else:
-            result = run(request_from(args), reporter)
+            result = run(requests.request_from(args), reporter)
     except RestoreError as exc:
         return _fail(reporter, step, exc.reason, exc.message)
     except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen failure: still one line

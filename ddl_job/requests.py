@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from .dump import DEFAULT_MAINTENANCE_WORK_MEM
 from .errors import InvalidRequest
 from .marker import validate_restore_id
-from .names import validate_schema_list, validate_suffix
+from .names import split_schema_list, validate_schema_list, validate_suffix
 
 
 def _flag(name: str, default: Any = MISSING, help: str | None = None) -> Any:
@@ -177,8 +177,56 @@ def from_args(request: type[StepRequest], args: argparse.Namespace,
     return request(**values, **given)
 
 
-def from_argv(argv: list[str]) -> StepRequest:
-    """Read back what `to_argv` wrote (the data plane's own parser)."""
-    from .cli import build_parser, request_from
+_HELP = {"precheck": "check production before anything is created",
+         "extract": "rename in the copy, dump, store DDL artifacts",
+         "apply": "apply pre-data (one transaction) or post-data",
+         "copy": "copy all rows and sequence values",
+         "verify": "compare source and target",
+         "drop": "drop the schemas created by a restore id"}
 
-    return request_from(build_parser().parse_args(argv))
+
+def add_schema_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--schemas", help="comma-separated schema names (exact, case-sensitive)")
+    parser.add_argument("--schema", action="append", help="one schema name; repeatable")
+
+
+def schemas_from(args: argparse.Namespace) -> list[str]:
+    """`--schemas a,b` and/or repeated `--schema NAME` (for names with commas)."""
+    names = split_schema_list(args.schemas) if args.schemas else []
+    return validate_schema_list(names + (args.schema or []))
+
+
+def add_step_parsers(steps: Any) -> None:
+    """One sub-command per request (`apply pre` / `apply post` nested)."""
+    sections = None
+    for command, request in REQUESTS.items():
+        if command.startswith("apply "):
+            if sections is None:
+                sections = steps.add_parser("apply", help=_HELP["apply"]).add_subparsers(
+                    dest="section", required=True)
+            p = sections.add_parser(command.split()[1])
+        else:
+            p = steps.add_parser(command, help=_HELP[command])
+        if _takes_schemas(request):
+            add_schema_args(p)
+        add_arguments(p, request)
+        p.set_defaults(request=request)
+
+
+def _takes_schemas(request: type[StepRequest]) -> bool:
+    return any(f.name == "schemas" for f in fields(request))
+
+
+def request_from(args: argparse.Namespace) -> StepRequest:
+    """The typed request parsed arguments describe."""
+    request = args.request
+    if _takes_schemas(request):
+        return from_args(request, args, schemas=tuple(schemas_from(args)))
+    return from_args(request, args)
+
+
+def from_argv(argv: list[str]) -> StepRequest:
+    """Read back what `to_argv` wrote."""
+    parser = argparse.ArgumentParser(prog="python -m ddl_job")
+    add_step_parsers(parser.add_subparsers(dest="step", required=True))
+    return request_from(parser.parse_args(argv))

@@ -27,6 +27,7 @@ from ddl_job.errors import InvalidSpec
 
 from .. import events, wiring
 from ..config import OperatorConfig
+from ..crd import GROUP, PLURAL, VERSION
 from ..engine import runner
 from ..engine.phases import Context
 from ..engine.record import RestoreRecord, restore_id_for
@@ -34,7 +35,6 @@ from ..engine.spec import RestoreSpec
 from . import metrics
 from .status import refused_status, status_for
 
-GROUP, VERSION, PLURAL = "pgschemarestore.io", "v1alpha1", "schemarestores"
 log = logging.getLogger("pg_schema_restore.operator")
 
 CONFIG = OperatorConfig.from_env()
