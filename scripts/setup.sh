@@ -4,7 +4,7 @@
 # metapackage: 15 on Debian 12, 17 on Debian 13; server + client: pg_dump,
 # pg_restore, psql) and a Python virtual environment in .venv (Python 3.11 or
 # 3.13) with the project installed. The newest /usr/lib/postgresql/*/bin is
-# the one used (localpg.server_bindir), so no version is named here.
+# the one used (local/cluster.py: server_bindir), so no version is named here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -68,8 +68,10 @@ def line(event: dict[str, Any]) -> str | None:
     """One terminal line for an engine event, or None for what stays quiet."""
     said = notice(event)
     if said is not None:
-        phase = str(event.get("phase"))
-        return f"[{phase}] {said.message.removeprefix(phase + ': ')}"
+        phase = str(event.get("phase") or said.reason)
+        if event.get("event") == "phase_failed":
+            return f"[{phase}] failed ({said.reason}): {event.get('message', '')}"
+        return f"[{phase}] {said.message.removeprefix(phase + ' ')}"   # "[DataCopy] finished in 3.0 s"
     if event.get("event") in _DETAILS:
         details = {k: v for k, v in event.items() if k not in ("event", "elapsed", "restoreId")}
         return f"  {event['event']} {fields_text(details)}".rstrip()

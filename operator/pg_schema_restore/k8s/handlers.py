@@ -25,7 +25,7 @@ from kubernetes.client.rest import ApiException
 
 from ddl_job.errors import InvalidSpec
 
-from .. import events, wiring
+from .. import wiring
 from ..config import OperatorConfig
 from ..crd import GROUP, PLURAL, VERSION
 from ..engine import runner
@@ -33,7 +33,7 @@ from ..engine.phases import Context
 from ..engine.record import RestoreRecord, restore_id_for
 from ..engine.spec import RestoreSpec
 from . import metrics
-from .status import refused_status, status_for
+from .reporting import StatusWriter
 
 log = logging.getLogger("pg_schema_restore.operator")
 
@@ -89,10 +89,6 @@ def probe(**_: Any) -> dict[str, int]:
         return {"running": len(_running)}
 
 
-def _api() -> client.CustomObjectsApi:
-    return client.CustomObjectsApi()
-
-
 def _load_record(body: kopf.Body) -> RestoreRecord:
     """The saved record, or a new one for the spec (parsed here, once: InvalidSpec)."""
     saved = (body.get("status") or {}).get("record")
@@ -102,7 +98,7 @@ def _load_record(body: kopf.Body) -> RestoreRecord:
     return RestoreRecord(restore_id=restore_id_for(body["metadata"]["uid"]), spec=spec)
 
 
-def _context(body: dict[str, Any], record: RestoreRecord, writer: "_StatusWriter",
+def _context(body: dict[str, Any], record: RestoreRecord, writer: StatusWriter,
              should_stop: Callable[[], bool]) -> Context:
     return wiring.build_context(CONFIG, record, save=writer.write, on_event=writer.event,
                                 jobs=_placement(body, should_stop))
@@ -116,58 +112,6 @@ def _placement(body: dict[str, Any], should_stop: Callable[[], bool]) -> wiring.
                                should_stop=should_stop)
 
 
-class _StatusWriter:
-    """Writes status after every save and posts an Event per transition."""
-
-    def __init__(self, body: kopf.Body) -> None:
-        self.body = body
-        self.meta = body["metadata"]
-        self.generation = int(self.meta.get("generation") or 1)
-        self.conditions: list[dict[str, Any]] = list(
-            (body.get("status") or {}).get("conditions") or [])
-        self.last_phase: str | None = None
-
-    def write(self, record: RestoreRecord, waiting: str | None = None) -> None:
-        self._patch(status_for(record, self.generation, self.conditions, waiting))
-
-    def refuse(self, error: InvalidSpec) -> None:
-        """A spec the operator cannot run: say why; nothing was created."""
-        self._patch(refused_status(error.reason, error.message, self.generation,
-                                   self.conditions))
-        self.tell(events.Notice(error.reason, error.message[:1000], warning=True))
-
-    def _patch(self, status: dict[str, Any]) -> None:
-        self.conditions = status["conditions"]
-        try:
-            _api().patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.meta["namespace"], PLURAL, self.meta["name"],
-                {"status": status})
-        except ApiException as exc:
-            if exc.status != 404:  # object already gone
-                raise
-
-    def event(self, event: dict[str, Any]) -> None:
-        metrics.observe_event(event)
-        said = events.notice(event)
-        if said is None:
-            return
-        if event.get("event") == "phase_started":   # the log says it; Events say results
-            log.info("restore %s: %s", event.get("restoreId"), said.message)
-            return
-        self.tell(said)
-
-    def tell(self, said: events.Notice) -> None:
-        post = kopf.warn if said.warning else kopf.info
-        post(self.body, reason=said.reason, message=said.message)
-
-
-def _finish(record: RestoreRecord, writer: _StatusWriter) -> None:
-    error = record.error or {}
-    metrics.RESTORES.labels("succeeded" if record.succeeded else "failed",
-                            "" if record.succeeded else error.get("reason", "")).inc()
-    writer.tell(events.outcome(record))
-
-
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=30.0)
 def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Run the restore to its end (or until the object is deleted)."""
@@ -175,14 +119,14 @@ def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
         record = _load_record(body)
     except InvalidSpec as refused:
         if not (body.get("status") or {}).get("conditions"):
-            _StatusWriter(body).refuse(refused)
+            StatusWriter(body).refuse(refused)
         return
     if record.done:
         if runner.cleanup_pending(record):
             _retry_cleanup_until_done(body, record, stopped)
         return
     uid = body["metadata"]["uid"]
-    writer = _StatusWriter(body)
+    writer = StatusWriter(body)
     if not _slots.acquire(blocking=False):
         metrics.QUEUED.inc()
         writer.write(record, waiting=f"waiting for a free slot "
@@ -202,7 +146,7 @@ def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
             while not record.done and not stopped:
                 runner.run_one(record, ctx)
             if record.done:
-                _finish(record, writer)
+                writer.finish(record)
     finally:
         metrics.ACTIVE.dec()
         _slots.release()
@@ -217,7 +161,7 @@ def _retry_cleanup_until_done(body: kopf.Body, record: RestoreRecord,
     Registered as running, so a deletion waits for a retry in progress.
     """
     delay = float(CONFIG.cleanup_retry_seconds)
-    writer = _StatusWriter(body)
+    writer = StatusWriter(body)
     uid = body["metadata"]["uid"]
     while runner.cleanup_pending(record):
         kopf.warn(body, reason="CleanupRetry",
@@ -228,7 +172,7 @@ def _retry_cleanup_until_done(body: kopf.Body, record: RestoreRecord,
         with _registered(uid):
             ctx = _context(dict(body), record, writer, lambda: bool(stopped))
             runner.retry_cleanup(record, ctx)
-            _finish(record, writer)
+            writer.finish(record)
         delay = min(delay * 2, 3600.0)
 
 
@@ -243,8 +187,8 @@ def delete(body: kopf.Body, **_: Any) -> None:
     # Re-read: the daemon may have saved a newer record while stopping.
     meta = body["metadata"]
     try:
-        fresh = _api().get_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL,
-                                                    meta["name"])
+        fresh = client.CustomObjectsApi().get_namespaced_custom_object(
+            GROUP, VERSION, meta["namespace"], PLURAL, meta["name"])
     except ApiException as exc:
         if exc.status == 404:
             return
@@ -253,7 +197,7 @@ def delete(body: kopf.Body, **_: Any) -> None:
         record = _load_record(kopf.Body(fresh))
     except InvalidSpec:
         return   # refused before anything was created
-    writer = _StatusWriter(kopf.Body(fresh))
+    writer = StatusWriter(kopf.Body(fresh))
     ctx = _context(fresh, record, writer, lambda: False)
     # A previous cleanup left something behind: try it again now.
     runner.retry_cleanup(record, ctx)

@@ -1,1 +1,3 @@
-"""Local stand-ins for AWS: genuine PITR copies and secrets on this machine (demo, tests)."""
+"""Local stand-ins for AWS (demo, tests, the operator's `local` provider):
+genuine PITR copies of a local cluster (`provider`, `cluster`), secrets and
+artifacts in directories."""

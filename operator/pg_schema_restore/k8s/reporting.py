@@ -1,0 +1,72 @@
+"""What a SchemaRestore shows: its status after every save, an Event per
+transition, the operator's log line per phase, and the restore metrics."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from ddl_job.errors import InvalidSpec
+
+from .. import events
+from ..crd import GROUP, PLURAL, VERSION
+from ..engine.record import RestoreRecord
+from . import metrics
+from .status import refused_status, status_for
+
+log = logging.getLogger("pg_schema_restore.operator")
+
+
+class StatusWriter:
+    """Writes status after every save and posts an Event per transition."""
+
+    def __init__(self, body: kopf.Body) -> None:
+        self.body = body
+        self.meta = body["metadata"]
+        self.generation = int(self.meta.get("generation") or 1)
+        self.conditions: list[dict[str, Any]] = list(
+            (body.get("status") or {}).get("conditions") or [])
+
+    def write(self, record: RestoreRecord, waiting: str | None = None) -> None:
+        self._patch(status_for(record, self.generation, self.conditions, waiting))
+
+    def refuse(self, error: InvalidSpec) -> None:
+        """A spec the operator cannot run: say why; nothing was created."""
+        self._patch(refused_status(error.reason, error.message, self.generation,
+                                   self.conditions))
+        self.tell(events.Notice(error.reason, error.message[:1000], warning=True))
+
+    def _patch(self, status: dict[str, Any]) -> None:
+        self.conditions = status["conditions"]
+        try:
+            client.CustomObjectsApi().patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.meta["namespace"], PLURAL, self.meta["name"],
+                {"status": status})
+        except ApiException as exc:
+            if exc.status != 404:  # object already gone
+                raise
+
+    def event(self, event: dict[str, Any]) -> None:
+        metrics.observe_event(event)
+        said = events.notice(event)
+        if said is None:
+            return
+        if event.get("event") == "phase_started":   # the log says it; Events say results
+            log.info("restore %s: phase %s started", event.get("restoreId"), event.get("phase"))
+            return
+        self.tell(said)
+
+    def tell(self, said: events.Notice) -> None:
+        post = kopf.warn if said.warning else kopf.info
+        post(self.body, reason=said.reason, message=said.message)
+
+    def finish(self, record: RestoreRecord) -> None:
+        """Count the outcome and say it."""
+        error = record.error or {}
+        metrics.RESTORES.labels("succeeded" if record.succeeded else "failed",
+                                "" if record.succeeded else error.get("reason", "")).inc()
+        self.tell(events.outcome(record))
