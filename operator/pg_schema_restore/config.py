@@ -1,4 +1,6 @@
-"""Operator configuration, from the environment the Helm chart sets.
+"""Settings of every entry point: which provider and executor, artifacts,
+audit, Jobs. The operator reads them from the environment the Helm chart
+sets (`from_env`); the CLI and the demo build them (`wiring` uses them).
 
 Spec defaults (source, temporaryDatabase, artifactsLocation, …) come from
 `PGSR_SPEC_DEFAULTS` (JSON), so the minimal SchemaRestore is exactly the

@@ -22,7 +22,6 @@ from .engine.record import RestoreRecord
 _DETAILS = {"table_done", "renamed", "rewritten", "created", "warning",
             "dropped_after_failure", "post_data_applied"}
 _QUIET = {"started"}
-_LIMIT = 1000   # Kubernetes Event messages are cut at 1 KiB
 
 
 @dataclass(frozen=True)
@@ -42,10 +41,10 @@ def notice(event: dict[str, Any]) -> Notice | None:
     if kind == "phase_finished":
         return Notice(f"{phase}Done", f"{phase} finished in {event.get('seconds')} s")
     if kind == "phase_failed":
-        return Notice(event.get("reason") or "Failed",
-                      f"{phase}: {event.get('message', '')}"[:_LIMIT], warning=True)
+        return Notice(event.get("reason") or "Failed", f"{phase}: {event.get('message', '')}",
+                      warning=True)
     if kind == "restore_warning":
-        return Notice("RestoreWarning", str(event.get("message"))[:_LIMIT], warning=True)
+        return Notice("RestoreWarning", str(event.get("message")), warning=True)
     return None
 
 
@@ -56,8 +55,7 @@ def outcome(record: RestoreRecord) -> Notice:
         return Notice("Succeeded", f"restored {mapping}")
     error = record.error or {}
     return Notice(error.get("reason", "Failed"),
-                  f"failed in {error.get('phase')}: {error.get('message', '')}"[:_LIMIT],
-                  warning=True)
+                  f"failed in {error.get('phase')}: {error.get('message', '')}", warning=True)
 
 
 def fields_text(fields: dict[str, Any]) -> str:

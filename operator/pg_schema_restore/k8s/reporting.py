@@ -19,6 +19,7 @@ from . import metrics
 from .status import refused_status, status_for
 
 log = logging.getLogger("pg_schema_restore.operator")
+EVENT_MESSAGE_LIMIT = 1000   # Kubernetes cuts Event messages at 1 KiB
 
 
 class StatusWriter:
@@ -38,7 +39,7 @@ class StatusWriter:
         """A spec the operator cannot run: say why; nothing was created."""
         self._patch(refused_status(error.reason, error.message, self.generation,
                                    self.conditions))
-        self.tell(events.Notice(error.reason, error.message[:1000], warning=True))
+        self.tell(events.Notice(error.reason, error.message, warning=True))
 
     def _patch(self, status: dict[str, Any]) -> None:
         self.conditions = status["conditions"]
@@ -62,7 +63,7 @@ class StatusWriter:
 
     def tell(self, said: events.Notice) -> None:
         post = kopf.warn if said.warning else kopf.info
-        post(self.body, reason=said.reason, message=said.message)
+        post(self.body, reason=said.reason, message=said.message[:EVENT_MESSAGE_LIMIT])
 
     def finish(self, record: RestoreRecord) -> None:
         """Count the outcome and say it."""

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..engine.record import PHASES, RestoreRecord
+from ..events import outcome
 
 # The one map of condition type -> the phase whose completion makes it True.
 PHASE_CONDITIONS: dict[str, str] = {
@@ -59,11 +60,9 @@ def status_for(record: RestoreRecord, generation: int,
     previous = {c["type"]: c for c in previous_conditions or []}
     conditions = []
     error = record.error or {}
-    if record.succeeded:
-        top = ("True", "Succeeded", f"restored {_mapping(record)}")
-    elif record.done:
-        top = ("False", error.get("reason", "Failed"),
-               f"failed in {error.get('phase')}: {error.get('message', '')}")
+    if record.done:
+        said = outcome(record)
+        top = ("True" if record.succeeded else "False", said.reason, said.message)
     elif waiting:
         top = ("Unknown", "Queued", waiting)
     elif error:
@@ -98,10 +97,6 @@ def refused_status(reason: str, message: str, generation: int,
     return {"observedGeneration": generation, "phase": "Failed",
             "conditions": [condition("Succeeded", "False", reason, message, generation,
                                      previous)]}
-
-
-def _mapping(record: RestoreRecord) -> str:
-    return ", ".join(f"{old} -> {new}" for old, new in record.targets.items())
 
 
 def _derived_phase(record: RestoreRecord, waiting: str | None) -> str:
