@@ -18,6 +18,20 @@ transaction that proves it removed nothing else:
 4. if anything outside disappeared: ROLLBACK, describe those objects with
    `pg_describe_object` and raise DropRefused; otherwise COMMIT.
 
+What counts as ours: everything in the marked schemas, and the objects
+PostgreSQL made as internal parts of them (pg_depend deptype 'i', followed
+transitively) wherever they live: a range type's multirange, which
+`multirange_type_name` may place in another schema, its array type, and the
+range-to-multirange cast, which belongs to no schema. (Rowtypes, array types,
+identity and serial sequences, indexes, constraint triggers and view rules
+live in their owner's schema anyway.) Automatic ('a') dependents are ours
+only as sub-objects of our relations (constraints, triggers, policies,
+rules, defaults are compared by their relation's schema): one with a home of
+its own outside -- a partition, a statistics object in another schema, a
+publication's membership -- was put there by someone else and refuses the
+drop. A refusal lists each outside object once, without its columns,
+constraints or internal parts.
+
 Objects in other sessions' temporary schemas and in `pg_toast` (whose
 tables live and die with their owners) are not compared. An object that
 another session dropped concurrently is told apart after the rollback (it is
@@ -39,16 +53,61 @@ DEFAULT_LOCK_TIMEOUT = "30s"
 MAX_LISTED = 20
 _ATTEMPTS = 3
 
+# Every schema but ours (and toast and temporary ones: see the docstring).
+_OUTSIDE_CTE = """
+outside AS (
+    SELECT oid FROM pg_namespace
+    WHERE NOT (oid = ANY(%(ours)s::oid[]))
+      AND nspname <> 'pg_toast' AND nspname !~ '^pg_(toast_)?temp_'
+)"""
+
+# Objects outside our schemas that PostgreSQL made as internal parts of
+# objects inside them (pg_depend deptype 'i', followed transitively): a range
+# type's multirange (which `multirange_type_name` may put in another schema)
+# and its array, the range-to-multirange cast (no schema at all). They can
+# only exist with their owner, so they are ours. Extension members never are.
+_COMPANIONS_CTE = """
+inside(classid, objid) AS (
+    SELECT 'pg_class'::regclass::oid, oid FROM pg_class
+    WHERE relnamespace = ANY(%(ours)s::oid[])
+    UNION ALL SELECT 'pg_type'::regclass::oid, oid FROM pg_type
+    WHERE typnamespace = ANY(%(ours)s::oid[])
+    UNION ALL SELECT 'pg_proc'::regclass::oid, oid FROM pg_proc
+    WHERE pronamespace = ANY(%(ours)s::oid[])
+    UNION ALL SELECT 'pg_constraint'::regclass::oid, oid FROM pg_constraint
+    WHERE connamespace = ANY(%(ours)s::oid[])
+    UNION ALL SELECT 'pg_operator'::regclass::oid, oid FROM pg_operator
+    WHERE oprnamespace = ANY(%(ours)s::oid[])
+    UNION ALL SELECT 'pg_opclass'::regclass::oid, oid FROM pg_opclass
+    WHERE opcnamespace = ANY(%(ours)s::oid[])
+    UNION ALL SELECT 'pg_opfamily'::regclass::oid, oid FROM pg_opfamily
+    WHERE opfnamespace = ANY(%(ours)s::oid[])
+    UNION ALL SELECT 'pg_collation'::regclass::oid, oid FROM pg_collation
+    WHERE collnamespace = ANY(%(ours)s::oid[])
+    UNION ALL SELECT 'pg_statistic_ext'::regclass::oid, oid FROM pg_statistic_ext
+    WHERE stxnamespace = ANY(%(ours)s::oid[])
+),
+companions(classid, objid) AS (
+    SELECT d.classid, d.objid FROM pg_depend d
+    JOIN inside i ON i.classid = d.refclassid AND i.objid = d.refobjid
+    WHERE d.deptype = 'i'
+    UNION
+    SELECT d.classid, d.objid FROM pg_depend d
+    JOIN companions c ON c.classid = d.refclassid AND c.objid = d.refobjid
+    WHERE d.deptype = 'i'
+),
+ours_too AS (
+    SELECT c.classid, c.objid FROM companions c
+    WHERE NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.deptype = 'e'
+                      AND e.classid = c.classid AND e.objid = c.objid)
+)
+"""
+
 # Everything outside our schemas that a CASCADE could remove, as
 # (classid, objid, objsubid, owning relation or 0). Sub-objects of relations
 # (columns, defaults, constraints, triggers, policies, rules) carry their
 # relation so a report can fold them under it.
 _SNAPSHOT_SQL = """
-WITH outside AS (
-    SELECT oid FROM pg_namespace
-    WHERE NOT (oid = ANY(%(ours)s::oid[]))
-      AND nspname <> 'pg_toast' AND nspname !~ '^pg_(toast_)?temp_'
-)
 SELECT 'pg_class'::regclass::oid, c.oid, 0, c.oid
 FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM outside)
 UNION ALL
@@ -148,7 +207,12 @@ Key = tuple[int, int, int]
 
 
 def _snapshot(conn: psycopg.Connection, ours: list[int]) -> dict[Key, int]:
-    query = _SNAPSHOT_SQL + (_SNAPSHOT_SQL_15 if conn.info.server_version >= 150000 else "")
+    """Every object outside our schemas, except our companions living there."""
+    objects = _SNAPSHOT_SQL + (_SNAPSHOT_SQL_15 if conn.info.server_version >= 150000 else "")
+    query = (f"WITH RECURSIVE {_OUTSIDE_CTE},{_COMPANIONS_CTE},\n"
+             f"objects(classid, objid, objsubid, owner) AS ({objects})\n"
+             "SELECT o.* FROM objects o WHERE NOT EXISTS (\n"
+             "    SELECT 1 FROM ours_too t WHERE t.classid = o.classid AND t.objid = o.objid)")
     rows = conn.execute(query, {"ours": ours}).fetchall()  # type: ignore[arg-type]
     return {(int(r[0]), int(r[1]), int(r[2])): int(r[3]) for r in rows}
 
@@ -177,6 +241,27 @@ def _fold(missing: dict[Key, int]) -> list[Key]:
     relations = {key[1] for key, owner in missing.items() if owner == key[1] and key[2] == 0}
     return [key for key, owner in sorted(missing.items())
             if (owner == key[1] and key[2] == 0) or owner not in relations]
+
+
+def _fold_companions(conn: psycopg.Connection, keys: list[Key],
+                     blocking: dict[Key, int]) -> list[Key]:
+    """Leave out internal parts (a multirange, its cast, constructors…) of other objects listed.
+
+    Runs after the rollback, when pg_depend holds their rows again.
+    """
+    if not keys:
+        return keys
+    owners = sorted({(k[0], k[1]) for k in blocking})
+    rows = conn.execute(
+        "SELECT DISTINCT d.classid, d.objid FROM pg_depend d "
+        "JOIN unnest(%s::oid[], %s::oid[]) AS k(c, o) ON d.classid = k.c AND d.objid = k.o "
+        "JOIN unnest(%s::oid[], %s::oid[]) AS r(c, o) "
+        "  ON d.refclassid = r.c AND d.refobjid = r.o "
+        "WHERE d.deptype = 'i' AND (d.refclassid, d.refobjid) <> (d.classid, d.objid)",
+        ([k[0] for k in keys], [k[1] for k in keys],
+         [o[0] for o in owners], [o[1] for o in owners])).fetchall()
+    parts = {(int(c), int(o)) for c, o in rows}
+    return [key for key in keys if (key[0], key[1]) not in parts]
 
 
 def _describe(conn: psycopg.Connection, keys: list[Key]) -> list[str]:
@@ -263,7 +348,7 @@ def _attempt(target: Endpoint, restore_id: str, reporter: Reporter,
         conn.rollback()
         if not blocking:
             return None
-        keys = _fold(blocking)
+        keys = _fold_companions(conn, _fold(blocking), blocking)
         descriptions = sorted(_describe(conn, keys))
         conn.rollback()
         shown = "; ".join(descriptions[:MAX_LISTED])
