@@ -46,6 +46,7 @@ def apply_pre(target: Endpoint, store: ArtifactStore,
                 f"schemas already exist in {target.describe()}: {taken}; nothing was changed")
         try:
             conn.execute(script)
+            _align_multirange_owners(conn, manifest.targets, reporter)
             _mark_created(conn, manifest)
             conn.commit()
         except psycopg.Error as exc:
@@ -55,6 +56,41 @@ def apply_pre(target: Endpoint, store: ArtifactStore,
                                  f"{_describe(exc, target)}") from None
     reporter.emit("created", schemas=manifest.targets)
     return manifest.targets
+
+
+def _align_multirange_owners(conn: psycopg.Connection, schemas: list[str],
+                             reporter: Reporter) -> None:
+    """Give each restored range type's multirange the range's owner.
+
+    PostgreSQL makes the multirange (and its array) for the role that runs
+    `CREATE TYPE … AS RANGE`, and pg_dump's `ALTER TYPE … OWNER` on the range
+    does not carry over to it (PostgreSQL 15), so without this it would
+    belong to the restoring role. The multirange may live in another schema
+    (`multirange_type_name`), where a non-superuser restoring role may not
+    give it away (the new owner needs CREATE there): that is a warning, not
+    a failed restore. Constructor functions are left alone: PostgreSQL always
+    gives them to the bootstrap superuser, in the source too.
+    """
+    rows = conn.execute(
+        """
+        SELECT mn.nspname, m.typname, pg_get_userbyid(r.typowner)
+        FROM pg_range g
+        JOIN pg_type r ON r.oid = g.rngtypid
+        JOIN pg_namespace rn ON rn.oid = r.typnamespace
+        JOIN pg_type m ON m.oid = g.rngmultitypid
+        JOIN pg_namespace mn ON mn.oid = m.typnamespace
+        WHERE rn.nspname = ANY(%s) AND m.typowner <> r.typowner
+        ORDER BY 1, 2
+        """, (schemas,)).fetchall()
+    for schema, name, owner in rows:
+        try:
+            with conn.transaction():   # a savepoint: a refusal keeps the rest
+                conn.execute(sql.SQL("ALTER TYPE {} OWNER TO {}").format(
+                    sql.Identifier(schema, name), sql.Identifier(owner)))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            reporter.emit("warning", type=f"{schema}.{name}", message=(
+                f"multirange type {schema}.{name} keeps the restoring role as owner "
+                f"instead of {owner}: {exc.diag.message_primary or exc}"))
 
 
 def _mark_created(conn: psycopg.Connection, manifest: Manifest) -> None:

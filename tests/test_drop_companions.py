@@ -9,20 +9,35 @@ failure drop must remove all of them with the restored schemas and leave
 nothing behind, and still refuse, with the list, when something truly
 outside (production's own objects) would go too.
 
-Real PostgreSQL: "production" databases on `copyhost`.
+Pre-data must also give a restored range's multirange the range type's
+owner: PostgreSQL makes it for the role running the restore, and `ALTER
+TYPE … OWNER` on the range does not carry over to it (PostgreSQL 15).
+
+Real PostgreSQL: "production" databases on `copyhost` (drop) and `prod`
+(apply), the source copy on `copyhost`.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import os
+
 import psycopg
 import pytest
+from pg_schema_restore.local.cluster import SUPERUSER
 from psycopg import sql
+from support.ddl_job_cli import run_ddl_job
 from test_verify_drop import _checksum, _endpoint, _mark, _run, _schemas
 
 from ddl_job import marker
+from ddl_job.apply import apply_pre
+from ddl_job.artifacts import open_store
+from ddl_job.conn import Endpoint
 from ddl_job.drop import drop_restored
 from ddl_job.errors import DataPlaneError
-from ddl_job.progress import NullReporter
+from ddl_job.extract import extract
+from ddl_job.progress import NullReporter, Reporter
 
 RESTORE_ID = "dc1"
 
@@ -303,3 +318,158 @@ def test_drop_refuses_outside_objects_depending_on_companions(copyhost, producti
     with copyhost.connect(production) as conn:
         assert _user_objects(conn) == objects_before
         assert _production_state(conn) == state_before
+
+
+# -- owners of the companions after pre-data ----------------------------------
+
+OWNER = "pgsr_dc_owner"
+
+RANGE_OWNED_SQL = """
+CREATE SCHEMA elsewhere;
+CREATE SCHEMA s AUTHORIZATION {owner};
+SET ROLE {owner};
+CREATE TYPE s.fr AS RANGE (subtype = float8);
+CREATE TYPE s.dr AS RANGE (subtype = date);
+CREATE TABLE s.t (id int PRIMARY KEY, r s.fr, m s.fr_multirange, d s.dr_multirange);
+INSERT INTO s.t VALUES (1, '[1,2)', '{[1,2),[5,6)}', '{[2024-01-01,2024-03-01)}'), (2, NULL, '{}', NULL);
+RESET ROLE;
+"""
+
+# The owner of each range type of a schema, of its multirange (wherever it
+# lives) and of every function PostgreSQL made for them.
+RANGE_FAMILY_OWNERS_SQL = """
+WITH ranges AS (
+    SELECT r.rngtypid, r.rngmultitypid FROM pg_range r JOIN pg_type t ON t.oid = r.rngtypid
+    WHERE t.typnamespace = %(s)s::regnamespace)
+SELECT t.oid::regtype::text, pg_get_userbyid(t.typowner) FROM pg_type t
+WHERE t.oid IN (SELECT rngtypid FROM ranges UNION ALL SELECT rngmultitypid FROM ranges)
+   OR t.typelem IN (SELECT rngtypid FROM ranges UNION ALL SELECT rngmultitypid FROM ranges)
+UNION ALL
+SELECT p.oid::regprocedure::text, pg_get_userbyid(p.proowner) FROM pg_proc p
+JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'i'
+WHERE d.refclassid = 'pg_type'::regclass
+  AND d.refobjid IN (SELECT rngtypid FROM ranges UNION ALL SELECT rngmultitypid FROM ranges)
+"""
+
+
+def _range_family_owners(conn: psycopg.Connection, schema: str) -> dict[str, str]:
+    conn.execute("SET search_path = pg_catalog")
+    return dict(conn.execute(RANGE_FAMILY_OWNERS_SQL, {"s": schema}).fetchall())
+
+
+RESTORER = "pgsr_dc_restorer"
+RESTORER_PASSWORD = "restorerpw-" + os.urandom(6).hex()
+
+
+@pytest.fixture(scope="module")
+def owner_role(copyhost, prod):
+    """A non-superuser owner on both clusters (roles are cluster-wide), and on
+    `prod` a non-superuser restoring role that is a member of it."""
+    for cluster in (copyhost, prod):
+        cluster.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(
+            sql.Identifier(OWNER)).as_string(None))
+    prod.execute(sql.SQL("CREATE ROLE {r} LOGIN PASSWORD {pw}; GRANT {o} TO {r}").format(
+        r=sql.Identifier(RESTORER), o=sql.Identifier(OWNER),
+        pw=sql.Literal(RESTORER_PASSWORD)).as_string(None))
+    yield OWNER
+    for cluster, role in ((prod, RESTORER), (copyhost, OWNER), (prod, OWNER)):
+        try:
+            cluster.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(
+                sql.Identifier(role)).as_string(None))
+        except psycopg.Error:
+            pass  # still owns something somewhere: the cluster dies with the session
+
+
+def _assert_made_by(owners: dict[str, str], role: str, *, types: int, functions: int) -> None:
+    """Types belong to the role that made the range; constructor functions always
+    to the bootstrap superuser (PostgreSQL's choice, whoever runs CREATE TYPE)."""
+    type_owners = [o for name, o in owners.items() if "(" not in name]
+    function_owners = [o for name, o in owners.items() if "(" in name]
+    assert type_owners == [role] * types, owners
+    assert function_owners == [SUPERUSER] * functions, owners   # initdb -U SUPERUSER
+
+
+def _owner_source(copyhost, prod, new_db, ddl: str) -> tuple[str, str]:
+    src, tgt = new_db(copyhost, "dcsrc"), new_db(prod, "dctgt")
+    copyhost.execute(ddl, src)
+    prod.execute("CREATE SCHEMA elsewhere", tgt)
+    return src, tgt
+
+
+@pytest.mark.e2e
+def test_from_copy_gives_range_companions_the_range_owner(copyhost, prod, new_db, tmp_path,
+                                                         owner_role):
+    src, tgt = _owner_source(copyhost, prod, new_db,
+                             RANGE_OWNED_SQL.replace("{owner}", owner_role))
+    with copyhost.connect(src) as conn:
+        source_owners = _range_family_owners(conn, "s")
+    _assert_made_by(source_owners, owner_role, types=2 * 4, functions=2 * 5)
+
+    run = run_ddl_job(["from-copy", "--suffix", "_r1", "--disposable-source", "--schema", "s",
+                       "--restore-id", "dcown", "--artifacts", str(tmp_path / "artifacts")],
+                      source=copyhost.dsn(src), target=prod.dsn(tgt), timeout=600)
+    assert run.returncode == 0, str(run)
+    with prod.connect(tgt) as conn:
+        restored = _range_family_owners(conn, "s_r1")
+        assert conn.execute("SELECT m::text FROM s_r1.t WHERE id = 1").fetchone() == \
+            ("{[1,2),[5,6)}",)
+    with copyhost.connect(src) as conn:   # extract renamed the schema inside the copy
+        assert _range_family_owners(conn, "s_r1") == restored
+
+
+RANGE_ELSEWHERE_OWNED_SQL = """
+CREATE SCHEMA elsewhere;
+CREATE SCHEMA s AUTHORIZATION {owner};
+GRANT USAGE, CREATE ON SCHEMA elsewhere TO {owner};
+SET ROLE {owner};
+CREATE TYPE s.fr AS RANGE (subtype = float8, multirange_type_name = elsewhere.fr_multi);
+CREATE TABLE s.t (id int, m elsewhere.fr_multi);
+RESET ROLE;
+"""
+
+
+def test_apply_pre_gives_a_multirange_in_another_schema_the_range_owner(
+        copyhost, prod, new_db, tmp_path, owner_role):
+    src, tgt = _owner_source(copyhost, prod, new_db,
+                             RANGE_ELSEWHERE_OWNED_SQL.replace("{owner}", owner_role))
+    source, target = Endpoint.from_dsn("source", copyhost.dsn(src)), \
+        Endpoint.from_dsn("target", prod.dsn(tgt))
+    store = open_store(str(tmp_path / "artifacts"))
+    extract(source, target, ["s"], "_r1", store, restore_id="dcown2",
+            disposable_source=True)
+    with copyhost.connect(src) as conn:
+        source_owners = _range_family_owners(conn, "s_r1")
+    assert "elsewhere.fr_multi" in source_owners
+    _assert_made_by(source_owners, owner_role, types=4, functions=5)
+
+    assert apply_pre(target, store) == ["s_r1"]
+    with prod.connect(tgt) as conn:
+        assert _range_family_owners(conn, "s_r1") == source_owners
+
+
+def test_apply_pre_warns_when_a_non_superuser_cannot_give_the_multirange_away(
+        copyhost, prod, new_db, tmp_path, owner_role):
+    """The range's owner lacks CREATE on the multirange's schema in production:
+    a non-superuser restoring role may not give it the multirange there."""
+    src, tgt = _owner_source(copyhost, prod, new_db,
+                             RANGE_ELSEWHERE_OWNED_SQL.replace("{owner}", owner_role))
+    prod.execute(sql.SQL("GRANT CREATE ON DATABASE {db} TO {r}, {o}; "
+                         "GRANT USAGE, CREATE ON SCHEMA elsewhere TO {r}").format(
+        db=sql.Identifier(tgt), r=sql.Identifier(RESTORER),
+        o=sql.Identifier(owner_role)).as_string(None), tgt)
+    source = Endpoint.from_dsn("source", copyhost.dsn(src))
+    store = open_store(str(tmp_path / "artifacts"))
+    extract(source, Endpoint.from_dsn("target", prod.dsn(tgt)), ["s"], "_r1", store,
+            restore_id="dcown3", disposable_source=True)
+
+    stream = io.StringIO()
+    restorer = Endpoint.from_dsn("target", prod.dsn(tgt, user=RESTORER,
+                                                    password=RESTORER_PASSWORD))
+    assert apply_pre(restorer, store, Reporter("apply", stream)) == ["s_r1"]
+    warnings = [e for e in map(json.loads, stream.getvalue().splitlines())
+                if e["event"] == "warning"]
+    assert [w["type"] for w in warnings] == ["elsewhere.fr_multi"]
+    assert f"instead of {owner_role}" in warnings[0]["message"]
+    with prod.connect(tgt) as conn:
+        owners = _range_family_owners(conn, "s_r1")
+    assert owners["s_r1.fr"] == owner_role and owners["elsewhere.fr_multi"] == RESTORER
