@@ -5,23 +5,27 @@ schema exists and the ownership marker: either every schema is created and
 marked, or production is untouched. Post-data (PKs, indexes, FKs, triggers,
 policies, matview refresh) runs after the copy through `pg_restore --jobs`,
 which builds independent indexes side by side and PKs before the FKs that
-need them.
+need them. Foreign keys to tables outside the restored schemas are added
+NOT VALID and validated by `foreign_keys`, so that production rows deleted
+since the restore point cannot fail the restore after the copy.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from . import dump
+from . import dump, foreign_keys
 from .artifacts import ArtifactStore
 from .catalog import existing_schemas, schemas_marked_by
 from .conn import Endpoint
 from .errors import DataPlaneError
-from .manifest import ARCHIVE, POST_DONE, POST_LIST, PRE_SQL, Manifest
+from .manifest import ARCHIVE, POST_DONE, POST_LIST, POST_RESULT, PRE_SQL, Manifest
 from .marker import carries_marker, with_marker
 from .progress import NullReporter, Reporter
 
@@ -109,9 +113,15 @@ def _mark_created(conn: psycopg.Connection, manifest: Manifest) -> None:
 
 def apply_post(target: Endpoint, store: ArtifactStore, *, jobs: int = 2,
                reporter: Reporter | None = None,
-               maintenance_work_mem: str = dump.DEFAULT_MAINTENANCE_WORK_MEM) -> None:
-    """Indexes, constraints, triggers, policies… with `jobs` parallel connections."""
+               maintenance_work_mem: str = dump.DEFAULT_MAINTENANCE_WORK_MEM,
+               invalid_foreign_keys: str = foreign_keys.KEEP_NOT_VALID) -> dict[str, Any]:
+    """Indexes, constraints, triggers, policies… with `jobs` parallel connections.
+
+    Returns {"schemas", "warnings", "notValidForeignKeys", "omittedForeignKeys"}:
+    what became of the foreign keys to tables outside the schemas whose rows
+    production no longer has (`invalid_foreign_keys`: keepNotValid or fail)."""
     reporter = reporter or NullReporter()
+    foreign_keys.validate_policy(invalid_foreign_keys)
     manifest = Manifest.load(store)
     with target.connect() as conn:
         missing = sorted(set(manifest.targets) - existing_schemas(conn, manifest.targets))
@@ -119,20 +129,45 @@ def apply_post(target: Endpoint, store: ArtifactStore, *, jobs: int = 2,
         raise DataPlaneError("PostDataFailed", f"target schemas missing: {missing}")
     if POST_DONE in store.names():
         reporter.emit("already_applied", schemas=manifest.targets)
-        return
+        return post_result(store, manifest)
+    keys = [foreign_keys.OutsideKey.from_dict(k) for k in manifest.outside_foreign_keys]
+    report = foreign_keys.KeyReport()
     with tempfile.TemporaryDirectory(prefix="pgsr-post-") as tmp:
         archive = store.fetch(ARCHIVE, Path(tmp))
         toc_list = store.fetch(POST_LIST, Path(tmp))
-        lines = toc_list.read_text().splitlines()
+        # Before the passes: a comment on such a key must find it.
+        pending = foreign_keys.add_not_valid(target, keys, report, reporter)
+        foreign_keys.raise_on_violations(report, invalid_foreign_keys)
+        lines = dump.without_entries(toc_list.read_text().splitlines(),
+                                     {key.dump_id for key in keys})
         for number, (chunk, parallel) in enumerate(dump.post_data_passes(lines), 1):
             pass_list = Path(tmp) / f"post-pass-{number}.list"
             pass_list.write_text("".join(line + "\n" for line in chunk))
             dump.restore_list(archive, pass_list, target, jobs if parallel else 1,
                               maintenance_work_mem)
+        foreign_keys.validate(target, pending, report, jobs=jobs, reporter=reporter)
+        foreign_keys.raise_on_violations(report, invalid_foreign_keys)
+        result = {"schemas": manifest.targets, **report.to_result()}
+        _put_json(store, Path(tmp) / POST_RESULT, result)
         done = Path(tmp) / POST_DONE
         done.write_text(manifest.restore_id + "\n")
         store.put_file(POST_DONE, done)
-    reporter.emit("post_data_applied", schemas=manifest.targets, jobs=jobs)
+    reporter.emit("post_data_applied", schemas=manifest.targets, jobs=jobs,
+                  not_valid_foreign_keys=len(report.not_valid),
+                  omitted_foreign_keys=len(report.omitted))
+    return result
+
+
+def post_result(store: ArtifactStore, manifest: Manifest) -> dict[str, Any]:
+    """What post-data reported (a resumed run and verify read it back)."""
+    if POST_RESULT in store.names():
+        return json.loads(store.read_text(POST_RESULT))
+    return {"schemas": manifest.targets, **foreign_keys.KeyReport().to_result()}
+
+
+def _put_json(store: ArtifactStore, path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False))
+    store.put_file(path.name, path)
 
 
 def _describe(exc: psycopg.Error, endpoint: Endpoint) -> str:

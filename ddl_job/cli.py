@@ -16,7 +16,7 @@ import traceback
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from . import apply, copy, drop, extract, pipeline, precheck, requests, verify
+from . import apply, copy, drop, extract, foreign_keys, pipeline, precheck, requests, verify
 from .artifacts import open_store
 from .conn import SOURCE_ENV, TARGET_ENV, Endpoint
 from .errors import RestoreError
@@ -57,6 +57,11 @@ def add_from_copy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--artifacts", help="keep DDL artifacts here (directory or s3://)")
     p.add_argument("--keep-on-failure", action="store_true",
                    help="do not drop the created schemas if a later step fails")
+    p.add_argument("--invalid-foreign-keys", choices=foreign_keys.POLICIES,
+                   default=foreign_keys.KEEP_NOT_VALID,
+                   help="a foreign key to a table outside the restored schemas that "
+                        "production's rows no longer satisfy: keep it NOT VALID with a "
+                        "warning (default) or fail the restore")
 
 
 def run_from_copy(args: argparse.Namespace, reporter: Reporter) -> pipeline.FromCopyResult:
@@ -70,7 +75,8 @@ def run_from_copy(args: argparse.Namespace, reporter: Reporter) -> pipeline.From
         source(), target(), requests.schemas_from(args), suffix_for(datetime.now(timezone.utc))
         if args.suffix is None else args.suffix, restore_id=restore_id,
         disposable_source=args.disposable_source, jobs=max(1, args.jobs),
-        artifacts=args.artifacts, keep_on_failure=args.keep_on_failure, reporter=reporter)
+        artifacts=args.artifacts, keep_on_failure=args.keep_on_failure,
+        invalid_foreign_keys=args.invalid_foreign_keys, reporter=reporter)
 
 
 def run(request: requests.StepRequest, reporter: Reporter) -> Any:
@@ -90,7 +96,8 @@ def run(request: requests.StepRequest, reporter: Reporter) -> Any:
         case requests.ApplyPost():
             return apply.apply_post(target(), open_store(request.artifacts), jobs=request.jobs,
                                     reporter=reporter,
-                                    maintenance_work_mem=request.maintenance_work_mem)
+                                    maintenance_work_mem=request.maintenance_work_mem,
+                                    invalid_foreign_keys=request.invalid_foreign_keys)
         case requests.Copy():
             manifest = Manifest.load(open_store(request.artifacts))
             if request.sequences_only:
@@ -100,9 +107,10 @@ def run(request: requests.StepRequest, reporter: Reporter) -> Any:
                                   reporter=reporter,
                                   restart_for=manifest.restore_id if request.restart else None)
         case requests.Verify():
-            return verify.verify(source(), target(),
-                                 Manifest.load(open_store(request.artifacts)).targets,
-                                 reporter=reporter)
+            store = open_store(request.artifacts)
+            manifest = Manifest.load(store)
+            return verify.verify(source(), target(), manifest.targets, reporter=reporter,
+                                 post_data=apply.post_result(store, manifest))
         case requests.Drop():
             return drop.drop_restored(target(), request.restore_id, reporter=reporter)
     raise TypeError(f"unknown request {request!r}")

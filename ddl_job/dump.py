@@ -100,6 +100,16 @@ def post_data_passes(lines: list[str]) -> list[tuple[list[str], bool]]:
     return [(chunk, parallel) for chunk, parallel in passes if chunk]
 
 
+def without_entries(lines: list[str], dump_ids: set[int]) -> list[str]:
+    """A TOC list without the entries of `dump_ids` (applied another way)."""
+    kept = []
+    for line in lines:
+        match = _TOC_LINE.match(line)
+        if match is None or int(match[1]) not in dump_ids:
+            kept.append(line)
+    return kept
+
+
 def write_list(entries: list[TocEntry], path: Path) -> Path:
     path.write_text("".join(e.line + "\n" for e in entries))
     return path

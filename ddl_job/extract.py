@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from . import dump
+from . import dump, foreign_keys
 from .artifacts import ArtifactStore
 from .catalog import existing_schemas, schemas_marked_by
 from .caveats import report_caveats
@@ -64,11 +64,12 @@ def extract(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str,
 
     with tempfile.TemporaryDirectory(prefix="pgsr-extract-") as tmp:
         workdir = Path(tmp)
-        write_artifacts(source, _namespace_oids(source, list(mapping.values())),
-                        mapping, mode, workdir, store)
+        outside = write_artifacts(source, _namespace_oids(source, list(mapping.values())),
+                                  mapping, mode, workdir, store)
         manifest = Manifest(restore_id=restore_id, mode=mode, schemas=mapping,
                             source_database=source.dbname, server_version=version,
-                            rewritten_functions=rewritten, warnings=warnings)
+                            rewritten_functions=rewritten, warnings=warnings,
+                            outside_foreign_keys=[key.to_dict() for key in outside])
         manifest.save(store, workdir)
     reporter.emit("artifacts", location=store.location, files=store.names())
     return manifest
@@ -271,8 +272,12 @@ def _primary_key_oids(source: Endpoint, names: list[str]) -> set[int]:
 
 
 def write_artifacts(source: Endpoint, schema_oids: set[int], mapping: dict[str, str],
-                    mode: str, workdir: Path, store: ArtifactStore) -> None:
-    """Dump, check the archive holds exactly our schemas, split, render, store."""
+                    mode: str, workdir: Path,
+                    store: ArtifactStore) -> list[foreign_keys.OutsideKey]:
+    """Dump, check the archive holds exactly our schemas, split, render, store.
+
+    Returns the foreign keys to tables outside the schemas (post-data applies
+    them its own way)."""
     targets = list(mapping.values())
     archive = workdir / ARCHIVE
     dump.dump_schemas(source, targets, archive)
@@ -296,3 +301,4 @@ def write_artifacts(source: Endpoint, schema_oids: set[int], mapping: dict[str, 
     dump.render_sql(archive, None, workdir / FULL_SQL, source)
     for name in (ARCHIVE, PRE_SQL, POST_SQL, FULL_SQL, POST_LIST):
         store.put_file(name, workdir / name)
+    return foreign_keys.find_outside_keys(source, post, targets)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .artifacts import ArtifactStore
 from .errors import DataPlaneError
@@ -20,6 +21,7 @@ POST_SQL = "post-data.sql"   # human-readable post-data
 FULL_SQL = "full.sql"        # everything, for audit and troubleshooting
 POST_LIST = "post-data.list"  # pg_restore TOC list applied after the copy
 POST_DONE = "post-data.done"  # written once post-data succeeded (resumed runs skip it)
+POST_RESULT = "post-data.json"  # what post-data reported (warnings, keys kept NOT VALID)
 
 
 @dataclass
@@ -31,6 +33,8 @@ class Manifest:
     server_version: int
     rewritten_functions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)   # what the restore cannot bring back
+    # foreign keys to tables outside the schemas (foreign_keys.OutsideKey, as dicts)
+    outside_foreign_keys: list[dict[str, Any]] = field(default_factory=list)
     version: int = 1
 
     @property

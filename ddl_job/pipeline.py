@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import apply, copy, drop, extract, verify
+from . import apply, copy, drop, extract, foreign_keys, verify
 from .artifacts import open_store
 from .conn import Endpoint
 from .errors import RestoreError
@@ -31,14 +31,19 @@ class FromCopyResult:
     artifacts: str | None = None
     rewritten_functions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # outside foreign keys production's rows no longer satisfy (apply-post's report)
+    not_valid_foreign_keys: list[dict[str, Any]] = field(default_factory=list)
+    omitted_foreign_keys: list[dict[str, Any]] = field(default_factory=list)
 
 
 def from_copy(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str, *,
               restore_id: str, disposable_source: bool, jobs: int = 2,
               artifacts: str | None = None, keep_on_failure: bool = False,
+              invalid_foreign_keys: str = foreign_keys.KEEP_NOT_VALID,
               reporter: Reporter | None = None) -> FromCopyResult:
     """Run every step; raise DataPlaneError (after cleanup) on the first failure."""
     reporter = reporter or NullReporter()
+    foreign_keys.validate_policy(invalid_foreign_keys)
     result = FromCopyResult(restore_id=restore_id)
     created = False
     with ExitStack() as stack:
@@ -61,15 +66,19 @@ def from_copy(source: Endpoint, target: Endpoint, schemas: list[str], suffix: st
             disposable_source=disposable_source, reporter=r))
         result.schemas = manifest.schemas
         result.rewritten_functions = manifest.rewritten_functions
-        result.warnings = manifest.warnings
+        result.warnings = list(manifest.warnings)
         try:
             step("apply-pre", lambda r: apply.apply_pre(target, store, r))
             created = True
             result.copy = step("copy", lambda r: copy.copy_data(
                 source, target, manifest.targets, jobs=jobs, reporter=r))
-            step("apply-post", lambda r: apply.apply_post(target, store, jobs=jobs, reporter=r))
+            post = step("apply-post", lambda r: apply.apply_post(
+                target, store, jobs=jobs, reporter=r, invalid_foreign_keys=invalid_foreign_keys))
+            result.warnings += post["warnings"]
+            result.not_valid_foreign_keys = post["notValidForeignKeys"]
+            result.omitted_foreign_keys = post["omittedForeignKeys"]
             result.verify = step("verify", lambda r: verify.verify(
-                source, target, manifest.targets, reporter=r))
+                source, target, manifest.targets, reporter=r, post_data=post))
         except BaseException as exc:
             if created and not keep_on_failure:
                 _drop_after_failure(target, restore_id, reporter, exc)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from .dump import DEFAULT_MAINTENANCE_WORK_MEM
 from .errors import InvalidRequest
+from .foreign_keys import KEEP_NOT_VALID, validate_policy
 from .marker import validate_restore_id
 from .names import split_schema_list, validate_schema_list, validate_suffix
 
@@ -108,9 +109,14 @@ class ApplyPost(StepRequest):
     maintenance_work_mem: str = _flag(
         "--maintenance-work-mem", DEFAULT_MAINTENANCE_WORK_MEM,
         "per connection, for index builds; larger is often slower (cache-hostile sorts)")
+    invalid_foreign_keys: str = _flag(
+        "--invalid-foreign-keys", KEEP_NOT_VALID,
+        "a foreign key to a table outside the restored schemas that production's rows no "
+        "longer satisfy: keepNotValid (kept NOT VALID, with a warning) or fail")
 
     def _validate(self) -> None:
         _positive("jobs", self.jobs)
+        validate_policy(self.invalid_foreign_keys)
 
 
 @dataclass(frozen=True)

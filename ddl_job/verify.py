@@ -13,6 +13,10 @@ names, so both sides are compared name for name:
 - materialized views are populated and hold the same number of rows;
 - sequence values (`last_value`, `is_called`).
 
+A foreign key to a table outside the schemas that post-data kept NOT VALID
+(or left out: a partitioned table before PostgreSQL 18) because production
+no longer has the rows it referenced is accepted as post-data reported it.
+
 Each side is read by its own connection in its own thread, inside one
 REPEATABLE READ READ ONLY transaction with `search_path` pinned to
 `pg_catalog` (so every deparsed name is schema-qualified the same way on both
@@ -22,7 +26,6 @@ sides). Names only ever reach SQL as parameters or `sql.Identifier`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -202,9 +205,39 @@ class _Side:
     matviews: dict[tuple[str, str], int | None] = field(default_factory=dict)  # None: empty
     sequences: dict[tuple[str, str], tuple[int, bool]] = field(default_factory=dict)
     invalid_indexes: list[tuple[str, str]] = field(default_factory=list)
+    # (schema, "table.constraint") -> "notValid" / "omitted": what post-data reported
+    relaxed: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
-def _collect(endpoint: Endpoint, schemas: list[str], reporter: Reporter) -> _Side:
+# The reported keys and, on partitioned tables, their partitions' clones,
+# named as _OBJECTS_SQL names constraints.
+_RELAXED_SQL = """
+WITH RECURSIVE reported(s, t, c, st) AS (
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])),
+keys(oid, st) AS (
+    SELECT co.oid, r.st FROM reported r
+    JOIN pg_namespace n ON n.nspname = r.s
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.t
+    JOIN pg_constraint co ON co.conrelid = c.oid AND co.conname = r.c
+    UNION ALL
+    SELECT co.oid, k.st FROM pg_constraint co JOIN keys k ON co.conparentid = k.oid)
+SELECT n.nspname, quote_ident(c.relname) || '.' || quote_ident(co.conname), k.st
+FROM keys k JOIN pg_constraint co ON co.oid = k.oid
+JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+"""
+
+
+def _relaxed_names(conn: psycopg.Connection,
+                   keys: list[tuple[str, str, str, str]]) -> dict[tuple[str, str], str]:
+    """Read on the source, where every reported key and its clones exist."""
+    if not keys:
+        return {}
+    rows = conn.execute(_RELAXED_SQL, [list(column) for column in zip(*keys)]).fetchall()
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def _collect(endpoint: Endpoint, schemas: list[str], reporter: Reporter,
+             relaxed: list[tuple[str, str, str, str]] | None = None) -> _Side:
     side = _Side(endpoint.role)
     try:
         with endpoint.connect(application_name="pg-schema-restore verify") as conn:
@@ -215,6 +248,7 @@ def _collect(endpoint: Endpoint, schemas: list[str], reporter: Reporter) -> _Sid
             # data: with row_security off a filtered table raises instead.
             conn.execute("SELECT set_config('row_security', 'off', true)")
             side.schemas = catalog.existing_schemas(conn, schemas)
+            side.relaxed = _relaxed_names(conn, relaxed or [])
             params = {"schemas": schemas}
             for schema, kind, name, detail in conn.execute(_OBJECTS_SQL, params):
                 side.objects.setdefault((schema, kind), {})[name] = detail
@@ -285,7 +319,9 @@ def _compare(source: _Side, target: _Side, schemas: list[str]) -> list[dict[str,
     for schema, kind in keys:
         src = source.objects.get((schema, kind), {})
         tgt = target.objects.get((schema, kind), {})
-        missing = sorted(set(src) - set(tgt))
+        relaxed = source.relaxed if kind == "constraints_f" else {}
+        missing = sorted(name for name in set(src) - set(tgt)
+                         if relaxed.get((schema, name)) != "omitted")
         extra = sorted(set(tgt) - set(src))
         if missing or extra:
             parts = [f"{_q(schema)} {kind}: source {len(src)}, target {len(tgt)}"]
@@ -295,7 +331,9 @@ def _compare(source: _Side, target: _Side, schemas: list[str]) -> list[dict[str,
                 parts.append(f"only in target: {_names(extra)}")
             add(kind, schema, None, len(src), len(tgt), "; ".join(parts))
         for name in sorted(set(src) & set(tgt)):
-            if src[name] != tgt[name]:
+            kept_not_valid = (relaxed.get((schema, name)) == "notValid"
+                              and tgt[name] == f"{src[name]} NOT VALID")
+            if src[name] != tgt[name] and not kept_not_valid:
                 add(kind, schema, name, src[name], tgt[name],
                     f"{_q(schema)} {kind} {name}: definition differs "
                     f"(source: {_shorten(src[name])}; target: {_shorten(tgt[name])})")
@@ -340,9 +378,20 @@ def _compare(source: _Side, target: _Side, schemas: list[str]) -> list[dict[str,
     return mismatches
 
 
+def _reported_keys(post_data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(schema, table, constraint, state) of the keys post-data did not validate."""
+    return [(k["schema"], k["table"], k["name"], state)
+            for field_name, state in (("notValidForeignKeys", "notValid"),
+                                      ("omittedForeignKeys", "omitted"))
+            for k in post_data.get(field_name) or []]
+
+
 def verify(source: Endpoint, target: Endpoint, schemas: list[str], *,
-           reporter: Reporter) -> dict[str, Any]:
+           reporter: Reporter, post_data: dict[str, Any] | None = None) -> dict[str, Any]:
     """Compare `schemas` between source and target; raise VerifyFailed on any difference.
+
+    `post_data` is apply-post's result: the foreign keys it kept NOT VALID or
+    left out are accepted as such.
 
     Returns {"ok": True, "schemas": [...], "tables": n, "rows": n,
     "sequences": n, "matviews": n, "objects": {schema: {kind: count}},
@@ -354,9 +403,10 @@ def verify(source: Endpoint, target: Endpoint, schemas: list[str], *,
     schemas = validate_schema_list(list(schemas))
     reporter.emit("verify_started", schemas=schemas, source=source.describe(),
                   target=target.describe())
-    collect: Callable[[Endpoint], _Side] = lambda ep: _collect(ep, schemas, reporter)
+    relaxed = _reported_keys(post_data or {})
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify") as pool:
-        futures = [pool.submit(collect, source), pool.submit(collect, target)]
+        futures = [pool.submit(_collect, source, schemas, reporter, relaxed),
+                   pool.submit(_collect, target, schemas, reporter)]
         src_side, tgt_side = (f.result() for f in futures)
 
     mismatches = _compare(src_side, tgt_side, schemas)

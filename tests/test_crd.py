@@ -135,6 +135,7 @@ def test_enums_match_operator(spec_schema):
     assert tuple(props["dataCopy"]["enum"]) == spec_module.DATA_COPY
     assert tuple(props["credentials"]["enum"]) == spec_module.CREDENTIALS
     assert tuple(props["onFailure"]["enum"]) == spec_module.ON_FAILURE
+    assert tuple(props["foreignKeys"]["enum"]) == spec_module.FOREIGN_KEYS
 
 
 def test_printer_columns(crd):
@@ -214,7 +215,8 @@ def test_server_defaults_are_the_top_level_ones(spec_schema):
             defaults[path] = prop["default"]
     assert defaults == {"engine": "native", "dataCopy": "copy",
                         "credentials": "resetMasterPassword",
-                        "onFailure": "dropRestoredSchemas", "jobs": 2}
+                        "onFailure": "dropRestoredSchemas", "jobs": 2,
+                        "foreignKeys": "keepNotValid"}
 
 
 def test_check_names_the_stale_files(tmp_path, capsys):

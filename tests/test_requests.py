@@ -20,6 +20,7 @@ SAMPLES = [
                      disposable_source=True),
     requests.ApplyPre("/tmp/artifacts"),
     requests.ApplyPost("/tmp/artifacts", jobs=3, maintenance_work_mem="128MB"),
+    requests.ApplyPost("/tmp/artifacts", invalid_foreign_keys="fail"),
     requests.Copy("/tmp/artifacts", jobs=4, restart=True),
     requests.Copy("/tmp/artifacts", sequences_only=True),
     requests.Verify("/tmp/artifacts"),
@@ -50,6 +51,7 @@ def test_sequences_only_copy_is_its_own_step():
     lambda: requests.Extract(("a",), "_x", "/t", "Bad Id"),
     lambda: requests.Drop("x" * 21),
     lambda: requests.ApplyPost("/t", jobs=0),
+    lambda: requests.ApplyPost("/t", invalid_foreign_keys="ignore"),
 ])
 def test_bad_values_are_refused_on_construction(build):
     with pytest.raises(InvalidRequest):

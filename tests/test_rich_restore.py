@@ -434,8 +434,9 @@ def check_restored_tenant(conn: psycopg.Connection, old: str, new: str, restore_
 
 def test_failed_restore_drops_only_what_it_created(prod, new_db, make_pitr_copy, tmp_path):
     """Post-data fails for real (a foreign key to production data that no longer
-    exists): exit 1 with the reason, created schemas dropped, nothing else touched.
-    Then with --keep-on-failure the schema stays (marked) and `drop` removes it."""
+    exists, with `--invalid-foreign-keys fail`): exit 1 with the reason, created
+    schemas dropped, nothing else touched. Then with --keep-on-failure the schema
+    stays (marked) and `drop` removes it."""
     db = new_db(prod, "richfail")
     with prod.connect(db, autocommit=True) as conn:
         build(conn, ["customer_a1"])
@@ -460,10 +461,11 @@ def test_failed_restore_drops_only_what_it_created(prod, new_db, make_pitr_copy,
     artifacts = tmp_path / "a1"
     run = run_cli(["from-copy", "--schemas", "customer_a1", "--suffix", SUFFIX,
                    "--disposable-source", "--restore-id", restore_id, "--artifacts",
-                   str(artifacts)], source=copy.dsn(db), target=prod.dsn(db))
+                   str(artifacts), "--invalid-foreign-keys", "fail"],
+                  source=copy.dsn(db), target=prod.dsn(db))
     assert run.returncode == 1, str(run)
     assert run.last["event"] == "error", str(run)
-    assert run.last["reason"] == "PostDataFailed", str(run)
+    assert run.last["reason"] == "ForeignKeyViolation", str(run)
     assert "countries" in run.last["message"], str(run)
     assert [e.get("schemas") for e in run.find("dropped_after_failure")] == [[target_name]]
     assert "Traceback" not in run.stderr
@@ -475,9 +477,10 @@ def test_failed_restore_drops_only_what_it_created(prod, new_db, make_pitr_copy,
     artifacts = tmp_path / "a2"
     run = run_cli(["from-copy", "--schemas", "customer_a1", "--suffix", SUFFIX,
                    "--disposable-source", "--restore-id", restore_id, "--keep-on-failure",
-                   "--artifacts", str(artifacts)], source=copy.dsn(db), target=prod.dsn(db))
+                   "--artifacts", str(artifacts), "--invalid-foreign-keys", "fail"],
+                  source=copy.dsn(db), target=prod.dsn(db))
     assert run.returncode == 1, str(run)
-    assert run.last["reason"] == "PostDataFailed", str(run)
+    assert run.last["reason"] == "ForeignKeyViolation", str(run)
     assert run.find("dropped_after_failure") == []
     with prod.connect(db) as conn:
         comment = one(conn, "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace "

@@ -23,7 +23,7 @@ from . import events, wiring
 from .config import OperatorConfig
 from .engine import phases, runner
 from .engine.record import RestoreRecord
-from .engine.spec import RestoreSpec
+from .engine.spec import FOREIGN_KEYS, RestoreSpec
 
 
 def add_spec_args(p: argparse.ArgumentParser) -> None:
@@ -50,6 +50,10 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-failure", choices=["dropRestoredSchemas", "keep"],
                    default="dropRestoredSchemas")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--invalid-foreign-keys", choices=FOREIGN_KEYS, default="keepNotValid",
+                   help="a foreign key to a table outside the restored schemas whose "
+                        "referenced rows production no longer has: keep it NOT VALID with "
+                        "a warning, or fail the restore (spec.foreignKeys)")
     add_account_args(p)
 
 
@@ -77,6 +81,7 @@ def spec_from_args(args: argparse.Namespace) -> RestoreSpec:
                               "subnetGroup": args.subnet_group,
                               "securityGroupIds": args.security_group_id},
         "onFailure": args.on_failure, "artifactsLocation": args.artifacts, "jobs": args.jobs,
+        "foreignKeys": args.invalid_foreign_keys,
     })
 
 

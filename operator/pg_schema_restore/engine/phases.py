@@ -70,6 +70,17 @@ def _step(ctx: Context, record: RestoreRecord, request: requests.StepRequest, *,
         database=spec.database, on_event=relay)
 
 
+def _add_warnings(record: RestoreRecord, ctx: Context, result: Any) -> None:
+    """A step's `warnings` join the record's once (a resumed step repeats them),
+    each announced as a `restore_warning` event."""
+    warnings = result.get("warnings") if isinstance(result, dict) else None
+    for warning in warnings or []:
+        if warning not in record.warnings:
+            record.warnings.append(warning)
+            ctx.on_event({"event": "restore_warning", "restoreId": record.restore_id,
+                          "message": warning})
+
+
 # -- 1 -----------------------------------------------------------------------
 def initialize(record: RestoreRecord, ctx: Context) -> None:
     """Validate everything before creating anything (all of it, in a dry run)."""
@@ -132,11 +143,7 @@ def schema_extraction(record: RestoreRecord, ctx: Context) -> None:
     extracted = _step(ctx, record, requests.Extract(
         spec.schemas, record.resources["suffix"], location, record.restore_id,
         mode=spec.data_copy, disposable_source=True))
-    for warning in (extracted or {}).get("warnings") or []:
-        if warning not in record.warnings:
-            record.warnings.append(warning)
-            ctx.on_event({"event": "restore_warning", "restoreId": record.restore_id,
-                          "message": warning})
+    _add_warnings(record, ctx, extracted)
     # From here production may hold our schemas: failure cleanup must look.
     record.schemas_created = True
     ctx.save(record)
@@ -164,10 +171,20 @@ def data_copy(record: RestoreRecord, ctx: Context) -> None:
 
 
 # -- 5 -----------------------------------------------------------------------
+def post_data_request(record: RestoreRecord) -> requests.ApplyPost:
+    """Post-data as the spec asks it (jobs, what a broken outside foreign key does)."""
+    spec = record.requested
+    return requests.ApplyPost(record.resources["artifacts"], jobs=spec.jobs,
+                              invalid_foreign_keys=spec.foreign_keys)
+
+
 def post_data(record: RestoreRecord, ctx: Context) -> None:
-    location = record.resources["artifacts"]
-    _step(ctx, record, requests.ApplyPost(location, jobs=record.requested.jobs), source=False)
-    record.result["verify"] = _step(ctx, record, requests.Verify(location))
+    applied = _step(ctx, record, post_data_request(record), source=False)
+    _add_warnings(record, ctx, applied)
+    for name in ("notValidForeignKeys", "omittedForeignKeys"):
+        if isinstance(applied, dict) and applied.get(name):
+            record.result[name] = applied[name]
+    record.result["verify"] = _step(ctx, record, requests.Verify(record.resources["artifacts"]))
 
 
 # -- 6 -----------------------------------------------------------------------

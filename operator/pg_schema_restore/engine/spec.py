@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from ddl_job.errors import InvalidRequest, InvalidSpec
+from ddl_job.foreign_keys import KEEP_NOT_VALID
+from ddl_job.foreign_keys import POLICIES as FOREIGN_KEYS
 from ddl_job.names import suffix_for, target_names, validate_schema_list, validate_suffix
 
 DATA_COPY = ("copy", "dms")
@@ -155,6 +157,12 @@ class RestoreSpec:
         "onFailure", "what a failed restore does with the schemas it created: drop them "
         "(dropRestoredSchemas) or keep them for inspection (keep)",
         {"type": "string", "enum": list(ON_FAILURE)}, default="dropRestoredSchemas")
+    foreign_keys: str = api_field(
+        "foreignKeys", "what a foreign key from a restored table to a table outside the "
+        "restored schemas does when production no longer has rows it references: stay NOT "
+        "VALID (it still checks new rows) with a warning naming it and its orphan rows "
+        "(keepNotValid), or fail the restore (fail)",
+        {"type": "string", "enum": list(FOREIGN_KEYS)}, default=KEEP_NOT_VALID)
     artifacts_location: str = api_field(
         "artifactsLocation", "s3://bucket/prefix for the DDL artifacts (default: the "
         "operator's)", {"type": "string", "pattern": r"^s3://[a-z0-9.-]{3,63}(/.*)?$"},
