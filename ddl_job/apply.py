@@ -5,7 +5,8 @@ schema exists and the ownership marker: either every schema is created and
 marked, or production is untouched. Post-data (PKs, indexes, FKs, triggers,
 policies, matview refresh) runs after the copy through `pg_restore --jobs`,
 which builds independent indexes side by side and PKs before the FKs that
-need them.
+need them; then constraints PostgreSQL created under other names than the
+copy's (clones on partitions) are renamed (`constraints.py`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from . import dump
+from . import constraints, dump
 from .artifacts import ArtifactStore
 from .catalog import existing_schemas, schemas_marked_by
 from .conn import Endpoint
 from .errors import DataPlaneError
-from .manifest import ARCHIVE, POST_DONE, POST_LIST, PRE_SQL, Manifest
+from .manifest import ARCHIVE, CONSTRAINTS, POST_DONE, POST_LIST, PRE_SQL, Manifest
 from .marker import carries_marker, with_marker
 from .progress import NullReporter, Reporter
 
@@ -73,8 +74,13 @@ def _mark_created(conn: psycopg.Connection, manifest: Manifest) -> None:
 
 def apply_post(target: Endpoint, store: ArtifactStore, *, jobs: int = 2,
                reporter: Reporter | None = None,
-               maintenance_work_mem: str = dump.DEFAULT_MAINTENANCE_WORK_MEM) -> None:
-    """Indexes, constraints, triggers, policies… with `jobs` parallel connections."""
+               maintenance_work_mem: str = dump.DEFAULT_MAINTENANCE_WORK_MEM
+               ) -> dict[str, list[str]]:
+    """Indexes, constraints, triggers, policies… with `jobs` parallel connections;
+    then constraint names made equal to the copy's (`constraints.py`).
+
+    Returns {"renamed": [...], "warnings": [...]}.
+    """
     reporter = reporter or NullReporter()
     manifest = Manifest.load(store)
     with target.connect() as conn:
@@ -83,7 +89,7 @@ def apply_post(target: Endpoint, store: ArtifactStore, *, jobs: int = 2,
         raise DataPlaneError("PostDataFailed", f"target schemas missing: {missing}")
     if POST_DONE in store.names():
         reporter.emit("already_applied", schemas=manifest.targets)
-        return
+        return {"renamed": [], "warnings": []}
     with tempfile.TemporaryDirectory(prefix="pgsr-post-") as tmp:
         archive = store.fetch(ARCHIVE, Path(tmp))
         toc_list = store.fetch(POST_LIST, Path(tmp))
@@ -93,10 +99,28 @@ def apply_post(target: Endpoint, store: ArtifactStore, *, jobs: int = 2,
             pass_list.write_text("".join(line + "\n" for line in chunk))
             dump.restore_list(archive, pass_list, target, jobs if parallel else 1,
                               maintenance_work_mem)
+        names = rename_constraints(target, store, manifest, reporter)
         done = Path(tmp) / POST_DONE
         done.write_text(manifest.restore_id + "\n")
         store.put_file(POST_DONE, done)
     reporter.emit("post_data_applied", schemas=manifest.targets, jobs=jobs)
+    return names
+
+
+def rename_constraints(target: Endpoint, store: ArtifactStore, manifest: Manifest,
+                       reporter: Reporter) -> dict[str, list[str]]:
+    """Give production's constraints the copy's names where pg_dump could not."""
+    if CONSTRAINTS not in store.names():   # artifacts of an older extract
+        return {"renamed": [], "warnings": []}
+    expected = constraints.from_json(store.read_text(CONSTRAINTS))
+    with target.connect(application_name="pgsr-apply-post") as conn:
+        try:
+            return constraints.rename_like_source(conn, expected, manifest.targets,
+                                                  manifest.restore_id, reporter)
+        except psycopg.Error as exc:
+            raise DataPlaneError("PostDataFailed",
+                                 f"renaming constraints failed: {_describe(exc, target)}"
+                                 ) from None
 
 
 def _describe(exc: psycopg.Error, endpoint: Endpoint) -> str:

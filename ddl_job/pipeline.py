@@ -61,15 +61,18 @@ def from_copy(source: Endpoint, target: Endpoint, schemas: list[str], suffix: st
             disposable_source=disposable_source, reporter=r))
         result.schemas = manifest.schemas
         result.rewritten_functions = manifest.rewritten_functions
-        result.warnings = manifest.warnings
+        result.warnings = list(manifest.warnings)
         try:
             step("apply-pre", lambda r: apply.apply_pre(target, store, r))
             created = True
             result.copy = step("copy", lambda r: copy.copy_data(
                 source, target, manifest.targets, jobs=jobs, reporter=r))
-            step("apply-post", lambda r: apply.apply_post(target, store, jobs=jobs, reporter=r))
+            post = step("apply-post", lambda r: apply.apply_post(target, store, jobs=jobs,
+                                                                 reporter=r))
+            result.warnings += post["warnings"]
             result.verify = step("verify", lambda r: verify.verify(
                 source, target, manifest.targets, reporter=r))
+            result.warnings += [w["message"] for w in result.verify.get("warnings", [])]
         except BaseException as exc:
             if created and not keep_on_failure:
                 _drop_after_failure(target, restore_id, reporter, exc)

@@ -6,10 +6,15 @@ names, so both sides are compared name for name:
 - every table's exact row count (`count(*)` from ONLY that table), tables
   present on one side only included;
 - per schema, per kind, the objects and their definitions: tables, columns
-  (type, NOT NULL, default, identity, generated), indexes, constraints (one
-  kind per contype), non-internal triggers, functions, procedures,
-  aggregates, views, materialized views, sequences, policies, rules,
-  extended statistics, enums, domains, composite and range types;
+  (type, NOT NULL, default, identity, generated), indexes, non-internal
+  triggers, functions, procedures, aggregates, views, materialized views,
+  sequences, policies, rules, extended statistics, enums, domains, composite
+  and range types;
+- every relation's column order (names in attnum order, dropped columns
+  left out): `SELECT *` and positional INSERTs depend on it;
+- per table and domain, the constraints by meaning (type, definition,
+  validated, deferrable) and by name; a name PostgreSQL makes impossible to
+  reproduce, and inheritance flags no DDL can set, are warnings that say why;
 - materialized views are populated and hold the same number of rows;
 - sequence values (`last_value`, `is_called`).
 
@@ -30,7 +35,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import catalog
+from . import catalog, constraints
 from .conn import Endpoint
 from .errors import DataPlaneError
 from .names import validate_schema_list
@@ -95,14 +100,6 @@ SELECT n.nspname, 'indexes', quote_ident(c.relname), pg_get_indexdef(c.oid)
 FROM pg_class c JOIN nsp n ON n.oid = c.relnamespace JOIN pg_index x ON x.indexrelid = c.oid
 WHERE c.relkind IN ('i', 'I') AND (x.indisvalid OR c.relkind = 'I')
   AND """ + _NOT_EXTENSION_MEMBER.format(catalog="'pg_class'", oid="x.indrelid") + """
-UNION ALL
--- constraints, one kind per contype (table and domain constraints)
-SELECT n.nspname, 'constraints_' || co.contype::text,
-       quote_ident(coalesce(c.relname, t.typname)) || '.' || quote_ident(co.conname),
-       pg_get_constraintdef(co.oid)
-FROM pg_constraint co JOIN nsp n ON n.oid = co.connamespace
-LEFT JOIN pg_class c ON c.oid = co.conrelid LEFT JOIN pg_type t ON t.oid = co.contypid
-WHERE """ + _NOT_EXTENSION_MEMBER.format(catalog="'pg_constraint'", oid="co.oid") + """
 UNION ALL
 -- triggers (not the internal ones behind foreign keys)
 SELECT n.nspname, 'triggers', quote_ident(c.relname) || '.' || quote_ident(tg.tgname),
@@ -202,6 +199,10 @@ class _Side:
     matviews: dict[tuple[str, str], int | None] = field(default_factory=dict)  # None: empty
     sequences: dict[tuple[str, str], tuple[int, bool]] = field(default_factory=dict)
     invalid_indexes: list[tuple[str, str]] = field(default_factory=list)
+    # (schema, relation) -> its columns in attnum order: (name, attislocal, attinhcount)
+    column_order: dict[tuple[str, str], tuple[tuple[str, bool, int], ...]] = field(
+        default_factory=dict)
+    constraints: list[constraints.Constraint] = field(default_factory=list)
 
 
 def _collect(endpoint: Endpoint, schemas: list[str], reporter: Reporter) -> _Side:
@@ -220,6 +221,8 @@ def _collect(endpoint: Endpoint, schemas: list[str], reporter: Reporter) -> _Sid
                 side.objects.setdefault((schema, kind), {})[name] = detail
             side.invalid_indexes = [(r[0], r[1]) for r in
                                     conn.execute(_INVALID_INDEXES_SQL, params).fetchall()]
+            _collect_column_order(conn, schemas, side)
+            _collect_constraints(conn, schemas, side)
             for schema, name in catalog.list_sequences(conn, schemas):
                 row = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(
                     sql.Identifier(schema, name))).fetchone()
@@ -245,6 +248,133 @@ def _collect(endpoint: Endpoint, schemas: list[str], reporter: Reporter) -> _Sid
                   tables=len(side.rows), rows=sum(side.rows.values()),
                   sequences=len(side.sequences), matviews=len(side.matviews))
     return side
+
+
+# -- column order ---------------------------------------------------------------
+# Columns are compared by name elsewhere (type, default…); here their order,
+# which `SELECT *`, positional INSERTs and `row::text` depend on.
+
+_COLUMN_ORDER_SQL = """
+SELECT n.nspname, c.relname,
+       array_agg(a.attname::text ORDER BY a.attnum), array_agg(a.attislocal ORDER BY a.attnum),
+       array_agg(a.attinhcount ORDER BY a.attnum)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'f', 'v', 'm')
+  AND """ + _NOT_EXTENSION_MEMBER.format(catalog="'pg_class'", oid="c.oid") + """
+GROUP BY 1, 2
+"""
+
+# Why an inheritance flag can differ although the restore did what DDL can.
+_LOCAL_REASON = ("no DDL makes a column or CHECK constraint inherited-only again once a table "
+                 "defines it itself (pg_dump's binary-upgrade mode writes the catalog for "
+                 "that); it behaves the same, except that dropping it from the parent keeps "
+                 "it in this table")
+
+
+def _collect_column_order(conn: psycopg.Connection, schemas: list[str], side: _Side) -> None:
+    for schema, rel, names, local, inherited in conn.execute(
+            _COLUMN_ORDER_SQL, {"schemas": schemas}).fetchall():
+        side.column_order[(schema, rel)] = tuple(zip(names, local, inherited))
+
+
+def _compare_column_order(source: _Side, target: _Side
+                          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A different order fails; different inheritance flags only warn (why: _LOCAL_REASON)."""
+    mismatches: list[dict[str, Any]] = []
+    warnings: list[dict[str, Any]] = []
+    for key in sorted(set(source.column_order) & set(target.column_order)):
+        src, tgt = source.column_order[key], target.column_order[key]
+        s_names, t_names = [c[0] for c in src], [c[0] for c in tgt]
+        if s_names != t_names and sorted(s_names) == sorted(t_names):
+            mismatches.append(_item(
+                "column_order", key[0], key[1], s_names, t_names,
+                f"{_label(*key)}: column order differs (source: {', '.join(s_names)}; "
+                f"target: {', '.join(t_names)})"))
+        t_flags = {c[0]: c[1:] for c in tgt}
+        for name, local, inherited in src:
+            flags = t_flags.get(name)
+            if flags is not None and flags != (local, inherited):
+                warnings.append(_item(
+                    "column_inheritance", key[0], f"{key[1]}.{name}",
+                    _flags(local, inherited), _flags(*flags),
+                    f"{_label(*key)}.{_q(name)}: {_flags(local, inherited)} in the source, "
+                    f"{_flags(*flags)} in the target: {_LOCAL_REASON}"))
+    return mismatches, warnings
+
+
+def _flags(local: bool, inherited: int) -> str:
+    if not inherited:
+        return "local"
+    return f"inherited ({inherited})" + (" and local" if local else " only")
+
+
+# -- constraints ------------------------------------------------------------------
+# Compared per table (or domain) by meaning: type, definition, validated,
+# deferrable, deferred. A name that differs fails, unless PostgreSQL makes it
+# impossible to reproduce (an inherited constraint apply-post could not rename).
+
+def _collect_constraints(conn: psycopg.Connection, schemas: list[str], side: _Side) -> None:
+    side.constraints = constraints.list_constraints(conn, schemas)
+
+
+def _compare_constraints(source: _Side, target: _Side
+                         ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    pairing = constraints.pair(source.constraints, target.constraints)
+    mismatches: list[dict[str, Any]] = []
+    warnings: list[dict[str, Any]] = []
+    for s in pairing.missing:
+        mismatches.append(_item("constraint", s.schema, _con(s), s.definition, None,
+                                f"{_where(s)}: constraint {_q(s.name)} missing in target "
+                                f"({_shorten(s.definition)})"))
+    for t in pairing.extra:
+        mismatches.append(_item("constraint", t.schema, _con(t), None, t.definition,
+                                f"{_where(t)}: constraint {_q(t.name)} only in target "
+                                f"({_shorten(t.definition)})"))
+    for s, t in pairing.changed:
+        src, tgt = ((s.definition, t.definition) if s.definition != t.definition
+                    else (_meaning(s), _meaning(t)))
+        mismatches.append(_item("constraint", s.schema, _con(s), src, tgt,
+                                f"{_where(s)}: constraint {_q(s.name)} differs (source: "
+                                f"{_shorten(src)}; target: {_shorten(tgt)})"))
+    for s, t in pairing.renamed:
+        text = (f"{_where(s)}: constraint {_q(s.name)} is named {_q(t.name)} in the target "
+                f"(same definition: {_shorten(s.definition)})")
+        if t.inherited:
+            reason = (constraints.INHERITED_CHECK_REASON if t.contype == "c"
+                      else constraints.INHERITED_REASON)
+            warnings.append(_item("constraint_name", s.schema, _con(s), s.name, t.name,
+                                  f"{text}: {reason}"))
+        else:
+            mismatches.append(_item("constraint_name", s.schema, _con(s), s.name, t.name, text))
+    for s, t in pairing.same + pairing.renamed:
+        if (s.local, s.inherited) != (t.local, t.inherited):
+            warnings.append(_item(
+                "constraint_inheritance", s.schema, _con(s), _flags(s.local, s.inherited),
+                _flags(t.local, t.inherited),
+                f"{_where(s)}: constraint {_q(s.name)} is {_flags(s.local, s.inherited)} in "
+                f"the source, {_flags(t.local, t.inherited)} in the target: {_LOCAL_REASON}"))
+    return mismatches, warnings
+
+
+def _where(c: constraints.Constraint) -> str:
+    return ("domain " if c.domain else "") + _label(c.schema, c.owner)
+
+
+def _con(c: constraints.Constraint) -> str:
+    return f"{c.owner}.{c.name}"
+
+
+def _meaning(c: constraints.Constraint) -> str:
+    """The definition and the flags pg_get_constraintdef may leave out."""
+    return (f"{c.definition} [validated={c.validated}, deferrable={c.deferrable}, "
+            f"deferred={c.deferred}]")
+
+
+def _item(kind: str, schema: str, obj: str | None, src: Any, tgt: Any,
+          message: str) -> dict[str, Any]:
+    return {"kind": kind, "schema": schema, "object": obj, "source": src, "target": tgt,
+            "message": message}
 
 
 def _count(conn: psycopg.Connection, schema: str, name: str) -> int:
@@ -346,10 +476,12 @@ def verify(source: Endpoint, target: Endpoint, schemas: list[str], *,
 
     Returns {"ok": True, "schemas": [...], "tables": n, "rows": n,
     "sequences": n, "matviews": n, "objects": {schema: {kind: count}},
-    "mismatches": []}. On a difference raises DataPlaneError("VerifyFailed")
-    whose message has one readable line per mismatch and whose `report`
-    attribute holds the same dict with ok=False and the mismatches (each
-    {"kind", "schema", "object", "source", "target", "message"}).
+    "mismatches": [], "warnings": [...]}. Warnings are differences PostgreSQL
+    makes impossible to remove (each says why); they do not fail. On a
+    difference raises DataPlaneError("VerifyFailed") whose message has one
+    readable line per mismatch and whose `report` attribute holds the same
+    dict with ok=False and the mismatches (each {"kind", "schema", "object",
+    "source", "target", "message"}, as are warnings).
     """
     schemas = validate_schema_list(list(schemas))
     reporter.emit("verify_started", schemas=schemas, source=source.describe(),
@@ -360,9 +492,17 @@ def verify(source: Endpoint, target: Endpoint, schemas: list[str], *,
         src_side, tgt_side = (f.result() for f in futures)
 
     mismatches = _compare(src_side, tgt_side, schemas)
+    warnings: list[dict[str, Any]] = []
+    for comparer in (_compare_column_order, _compare_constraints):
+        failed, warned = comparer(src_side, tgt_side)
+        mismatches += failed
+        warnings += warned
     objects: dict[str, dict[str, int]] = {s: {} for s in schemas}
     for (schema, kind), items in sorted(tgt_side.objects.items()):
         objects.setdefault(schema, {})[kind] = len(items)
+    for con in tgt_side.constraints:   # one kind per contype, as before
+        kinds = objects.setdefault(con.schema, {})
+        kinds[f"constraints_{con.contype}"] = kinds.get(f"constraints_{con.contype}", 0) + 1
     report: dict[str, Any] = {
         "ok": not mismatches,
         "schemas": schemas,
@@ -372,9 +512,12 @@ def verify(source: Endpoint, target: Endpoint, schemas: list[str], *,
         "matviews": len(tgt_side.matviews),
         "objects": objects,
         "mismatches": mismatches,
+        "warnings": warnings,
     }
     for item in mismatches:
         reporter.emit("verify_mismatch", **item)
+    for item in warnings:
+        reporter.emit("verify_warning", **item)
     reporter.emit("verify_finished", ok=report["ok"], tables=report["tables"],
                   rows=report["rows"], mismatches=len(mismatches))
     if mismatches:
