@@ -7,7 +7,9 @@ policies, matview refresh) runs after the copy through `pg_restore --jobs`,
 which builds independent indexes side by side and PKs before the FKs that
 need them. Foreign keys to tables outside the restored schemas are added
 NOT VALID and validated by `foreign_keys`, so that production rows deleted
-since the restore point cannot fail the restore after the copy.
+since the restore point cannot fail the restore after the copy; then
+constraints PostgreSQL created under other names than the copy's (clones on
+partitions) are renamed (`constraints.py`).
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import dump, foreign_keys
+from . import constraints, dump, foreign_keys
 from .artifacts import ArtifactStore
 from .catalog import existing_schemas, schemas_marked_by
 from .conn import Endpoint
 from .errors import DataPlaneError
-from .manifest import ARCHIVE, POST_DONE, POST_LIST, POST_RESULT, PRE_SQL, Manifest
+from .manifest import ARCHIVE, CONSTRAINTS, POST_DONE, POST_LIST, POST_RESULT, PRE_SQL, Manifest
 from .marker import carries_marker, with_marker
 from .progress import NullReporter, Reporter
 
@@ -115,11 +117,13 @@ def apply_post(target: Endpoint, store: ArtifactStore, *, jobs: int = 2,
                reporter: Reporter | None = None,
                maintenance_work_mem: str = dump.DEFAULT_MAINTENANCE_WORK_MEM,
                invalid_foreign_keys: str = foreign_keys.KEEP_NOT_VALID) -> dict[str, Any]:
-    """Indexes, constraints, triggers, policies… with `jobs` parallel connections.
+    """Indexes, constraints, triggers, policies… with `jobs` parallel connections;
+    then constraint names made equal to the copy's (`constraints.py`).
 
-    Returns {"schemas", "warnings", "notValidForeignKeys", "omittedForeignKeys"}:
-    what became of the foreign keys to tables outside the schemas whose rows
-    production no longer has (`invalid_foreign_keys`: keepNotValid or fail)."""
+    Returns {"schemas", "warnings", "notValidForeignKeys", "omittedForeignKeys",
+    "renamed"}: what became of the foreign keys to tables outside the schemas
+    whose rows production no longer has (`invalid_foreign_keys`: keepNotValid
+    or fail), and the constraints renamed."""
     reporter = reporter or NullReporter()
     foreign_keys.validate_policy(invalid_foreign_keys)
     manifest = Manifest.load(store)
@@ -147,7 +151,10 @@ def apply_post(target: Endpoint, store: ArtifactStore, *, jobs: int = 2,
                               maintenance_work_mem)
         foreign_keys.validate(target, pending, report, jobs=jobs, reporter=reporter)
         foreign_keys.raise_on_violations(report, invalid_foreign_keys)
-        result = {"schemas": manifest.targets, **report.to_result()}
+        names = rename_constraints(target, store, manifest, reporter)
+        keys = report.to_result()
+        result = {"schemas": manifest.targets, **keys, "renamed": names["renamed"],
+                  "warnings": keys["warnings"] + names["warnings"]}
         _put_json(store, Path(tmp) / POST_RESULT, result)
         done = Path(tmp) / POST_DONE
         done.write_text(manifest.restore_id + "\n")
@@ -162,12 +169,28 @@ def post_result(store: ArtifactStore, manifest: Manifest) -> dict[str, Any]:
     """What post-data reported (a resumed run and verify read it back)."""
     if POST_RESULT in store.names():
         return json.loads(store.read_text(POST_RESULT))
-    return {"schemas": manifest.targets, **foreign_keys.KeyReport().to_result()}
+    return {"schemas": manifest.targets, **foreign_keys.KeyReport().to_result(), "renamed": []}
 
 
 def _put_json(store: ArtifactStore, path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False))
     store.put_file(path.name, path)
+
+
+def rename_constraints(target: Endpoint, store: ArtifactStore, manifest: Manifest,
+                       reporter: Reporter) -> dict[str, list[str]]:
+    """Give production's constraints the copy's names where pg_dump could not."""
+    if CONSTRAINTS not in store.names():   # artifacts of an older extract
+        return {"renamed": [], "warnings": []}
+    expected = constraints.from_json(store.read_text(CONSTRAINTS))
+    with target.connect(application_name="pgsr-apply-post") as conn:
+        try:
+            return constraints.rename_like_source(conn, expected, manifest.targets,
+                                                  manifest.restore_id, reporter)
+        except psycopg.Error as exc:
+            raise DataPlaneError("PostDataFailed",
+                                 f"renaming constraints failed: {_describe(exc, target)}"
+                                 ) from None
 
 
 def _describe(exc: psycopg.Error, endpoint: Endpoint) -> str:

@@ -8,6 +8,12 @@ dumps the renamed schemas. No SQL text is ever edited with regexes
 (docs/facts.md, defects 2-5). Because the copy is modified, extract refuses to
 run without an explicit "source is disposable" acknowledgement and refuses
 when source and target are the same database.
+
+Two things pg_dump alone gets wrong are prepared here too: inheritance
+children whose column order it would change are detached in the copy for
+the dump and attached again by pre-data (`inheritance.py`), and the copy's
+constraints are recorded so that apply-post can give production's the same
+names (`constraints.py`).
 """
 
 from __future__ import annotations
@@ -18,14 +24,22 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from . import dump, foreign_keys
+from . import constraints, dump, foreign_keys, inheritance
 from .artifacts import ArtifactStore
 from .catalog import existing_schemas, schemas_marked_by
 from .caveats import report_caveats
 from .conn import Endpoint, same_database
 from .errors import DataPlaneError
 from .links import cut_cross_schema_links
-from .manifest import ARCHIVE, FULL_SQL, POST_LIST, POST_SQL, PRE_SQL, Manifest
+from .manifest import (
+    ARCHIVE,
+    CONSTRAINTS,
+    FULL_SQL,
+    POST_LIST,
+    POST_SQL,
+    PRE_SQL,
+    Manifest,
+)
 from .marker import carries_marker, validate_restore_id, with_marker
 from .names import target_names
 from .progress import NullReporter, Reporter
@@ -64,8 +78,11 @@ def extract(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str,
 
     with tempfile.TemporaryDirectory(prefix="pgsr-extract-") as tmp:
         workdir = Path(tmp)
-        outside = write_artifacts(source, _namespace_oids(source, list(mapping.values())),
-                                  mapping, mode, workdir, store)
+        relinks = inheritance.plan(source, list(mapping.values()), store, workdir, reporter)
+        warnings += [relink.warning() for relink in relinks]
+        with inheritance.detached(source, relinks):
+            outside = write_artifacts(source, _namespace_oids(source, list(mapping.values())),
+                                      mapping, mode, workdir, store, relinks)
         manifest = Manifest(restore_id=restore_id, mode=mode, schemas=mapping,
                             source_database=source.dbname, server_version=version,
                             rewritten_functions=rewritten, warnings=warnings,
@@ -272,12 +289,16 @@ def _primary_key_oids(source: Endpoint, names: list[str]) -> set[int]:
 
 
 def write_artifacts(source: Endpoint, schema_oids: set[int], mapping: dict[str, str],
-                    mode: str, workdir: Path,
-                    store: ArtifactStore) -> list[foreign_keys.OutsideKey]:
+                    mode: str, workdir: Path, store: ArtifactStore,
+                    relinks: list[inheritance.Relink] | None = None
+                    ) -> list[foreign_keys.OutsideKey]:
     """Dump, check the archive holds exactly our schemas, split, render, store.
 
-    Returns the foreign keys to tables outside the schemas (post-data applies
-    them its own way)."""
+    `relinks`: children detached in the copy for the dump; pre-data (and the
+    full rendering) end with the statements that attach them again. Returns
+    the foreign keys to tables outside the schemas (post-data applies them
+    its own way).
+    """
     targets = list(mapping.values())
     archive = workdir / ARCHIVE
     dump.dump_schemas(source, targets, archive)
@@ -299,6 +320,19 @@ def write_artifacts(source: Endpoint, schema_oids: set[int], mapping: dict[str, 
     dump.render_sql(archive, pre_list, workdir / PRE_SQL, source)
     dump.render_sql(archive, post_list, workdir / POST_SQL, source)
     dump.render_sql(archive, None, workdir / FULL_SQL, source)
-    for name in (ARCHIVE, PRE_SQL, POST_SQL, FULL_SQL, POST_LIST):
+    with source.connect(application_name="pgsr-extract") as conn:
+        if relinks:
+            trailer = _RELINK_HEADER + inheritance.statements(relinks).as_string(conn)
+            for name in (PRE_SQL, FULL_SQL):
+                with open(workdir / name, "a") as fh:
+                    fh.write(trailer)
+        (workdir / CONSTRAINTS).write_text(
+            constraints.to_json(constraints.list_constraints(conn, targets)))
+    for name in (ARCHIVE, PRE_SQL, POST_SQL, FULL_SQL, POST_LIST, CONSTRAINTS):
         store.put_file(name, workdir / name)
     return foreign_keys.find_outside_keys(source, post, targets)
+
+
+_RELINK_HEADER = ("\n--\n-- pg-schema-restore: inheritance children were created with their "
+                  "columns in the source's order;\n-- attach them to their parents "
+                  "(ddl_job/inheritance.py).\n--\n\n")

@@ -22,6 +22,8 @@ FULL_SQL = "full.sql"        # everything, for audit and troubleshooting
 POST_LIST = "post-data.list"  # pg_restore TOC list applied after the copy
 POST_DONE = "post-data.done"  # written once post-data succeeded (resumed runs skip it)
 POST_RESULT = "post-data.json"  # what post-data reported (warnings, keys kept NOT VALID)
+RELINKS = "relinks.json"      # inheritance children created in attnum order, then attached
+CONSTRAINTS = "constraints.json"  # the copy's constraints: production's names follow them
 
 
 @dataclass

@@ -79,6 +79,7 @@ def from_copy(source: Endpoint, target: Endpoint, schemas: list[str], suffix: st
             result.omitted_foreign_keys = post["omittedForeignKeys"]
             result.verify = step("verify", lambda r: verify.verify(
                 source, target, manifest.targets, reporter=r, post_data=post))
+            result.warnings += [w["message"] for w in result.verify.get("warnings", [])]
         except BaseException as exc:
             if created and not keep_on_failure:
                 _drop_after_failure(target, restore_id, reporter, exc)

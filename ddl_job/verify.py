@@ -6,10 +6,15 @@ names, so both sides are compared name for name:
 - every table's exact row count (`count(*)` from ONLY that table), tables
   present on one side only included;
 - per schema, per kind, the objects and their definitions: tables, columns
-  (type, NOT NULL, default, identity, generated), indexes, constraints (one
-  kind per contype), non-internal triggers, functions, procedures,
-  aggregates, views, materialized views, sequences, policies, rules,
-  extended statistics, enums, domains, composite and range types;
+  (type, NOT NULL, default, identity, generated), indexes, non-internal
+  triggers, functions, procedures, aggregates, views, materialized views,
+  sequences, policies, rules, extended statistics, enums, domains, composite
+  and range types;
+- every relation's column order (names in attnum order, dropped columns
+  left out): `SELECT *` and positional INSERTs depend on it;
+- per table and domain, the constraints by meaning (type, definition,
+  validated, deferrable) and by name; a name PostgreSQL makes impossible to
+  reproduce, and inheritance flags no DDL can set, are warnings that say why;
 - materialized views are populated and hold the same number of rows;
 - sequence values (`last_value`, `is_called`).
 
@@ -25,6 +30,8 @@ sides). Names only ever reach SQL as parameters or `sql.Identifier`.
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,7 +40,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import catalog
+from . import catalog, constraints
 from .conn import Endpoint
 from .errors import DataPlaneError
 from .names import validate_schema_list
@@ -98,14 +105,6 @@ SELECT n.nspname, 'indexes', quote_ident(c.relname), pg_get_indexdef(c.oid)
 FROM pg_class c JOIN nsp n ON n.oid = c.relnamespace JOIN pg_index x ON x.indexrelid = c.oid
 WHERE c.relkind IN ('i', 'I') AND (x.indisvalid OR c.relkind = 'I')
   AND """ + _NOT_EXTENSION_MEMBER.format(catalog="'pg_class'", oid="x.indrelid") + """
-UNION ALL
--- constraints, one kind per contype (table and domain constraints)
-SELECT n.nspname, 'constraints_' || co.contype::text,
-       quote_ident(coalesce(c.relname, t.typname)) || '.' || quote_ident(co.conname),
-       pg_get_constraintdef(co.oid)
-FROM pg_constraint co JOIN nsp n ON n.oid = co.connamespace
-LEFT JOIN pg_class c ON c.oid = co.conrelid LEFT JOIN pg_type t ON t.oid = co.contypid
-WHERE """ + _NOT_EXTENSION_MEMBER.format(catalog="'pg_constraint'", oid="co.oid") + """
 UNION ALL
 -- triggers (not the internal ones behind foreign keys)
 SELECT n.nspname, 'triggers', quote_ident(c.relname) || '.' || quote_ident(tg.tgname),
@@ -205,12 +204,15 @@ class _Side:
     matviews: dict[tuple[str, str], int | None] = field(default_factory=dict)  # None: empty
     sequences: dict[tuple[str, str], tuple[int, bool]] = field(default_factory=dict)
     invalid_indexes: list[tuple[str, str]] = field(default_factory=list)
-    # (schema, "table.constraint") -> "notValid" / "omitted": what post-data reported
-    relaxed: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (schema, table, constraint) -> "notValid" / "omitted": what post-data reported
+    relaxed: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # (schema, relation) -> its columns in attnum order: (name, attislocal, attinhcount)
+    column_order: dict[tuple[str, str], tuple[tuple[str, bool, int], ...]] = field(
+        default_factory=dict)
+    constraints: list[constraints.Constraint] = field(default_factory=list)
 
 
-# The reported keys and, on partitioned tables, their partitions' clones,
-# named as _OBJECTS_SQL names constraints.
+# The reported keys and, on partitioned tables, their partitions' clones.
 _RELAXED_SQL = """
 WITH RECURSIVE reported(s, t, c, st) AS (
     SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])),
@@ -221,19 +223,19 @@ keys(oid, st) AS (
     JOIN pg_constraint co ON co.conrelid = c.oid AND co.conname = r.c
     UNION ALL
     SELECT co.oid, k.st FROM pg_constraint co JOIN keys k ON co.conparentid = k.oid)
-SELECT n.nspname, quote_ident(c.relname) || '.' || quote_ident(co.conname), k.st
+SELECT n.nspname, c.relname, co.conname, k.st
 FROM keys k JOIN pg_constraint co ON co.oid = k.oid
 JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 """
 
 
-def _relaxed_names(conn: psycopg.Connection,
-                   keys: list[tuple[str, str, str, str]]) -> dict[tuple[str, str], str]:
+def _relaxed_names(conn: psycopg.Connection, keys: list[tuple[str, str, str, str]]
+                   ) -> dict[tuple[str, str, str], str]:
     """Read on the source, where every reported key and its clones exist."""
     if not keys:
         return {}
     rows = conn.execute(_RELAXED_SQL, [list(column) for column in zip(*keys)]).fetchall()
-    return {(r[0], r[1]): r[2] for r in rows}
+    return {(r[0], r[1], r[2]): r[3] for r in rows}
 
 
 def _collect(endpoint: Endpoint, schemas: list[str], reporter: Reporter,
@@ -254,6 +256,8 @@ def _collect(endpoint: Endpoint, schemas: list[str], reporter: Reporter,
                 side.objects.setdefault((schema, kind), {})[name] = detail
             side.invalid_indexes = [(r[0], r[1]) for r in
                                     conn.execute(_INVALID_INDEXES_SQL, params).fetchall()]
+            _collect_column_order(conn, schemas, side)
+            _collect_constraints(conn, schemas, side)
             for schema, name in catalog.list_sequences(conn, schemas):
                 row = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(
                     sql.Identifier(schema, name))).fetchone()
@@ -279,6 +283,149 @@ def _collect(endpoint: Endpoint, schemas: list[str], reporter: Reporter,
                   tables=len(side.rows), rows=sum(side.rows.values()),
                   sequences=len(side.sequences), matviews=len(side.matviews))
     return side
+
+
+# -- column order ---------------------------------------------------------------
+# Columns are compared by name elsewhere (type, default…); here their order,
+# which `SELECT *`, positional INSERTs and `row::text` depend on.
+
+_COLUMN_ORDER_SQL = """
+SELECT n.nspname, c.relname,
+       array_agg(a.attname::text ORDER BY a.attnum), array_agg(a.attislocal ORDER BY a.attnum),
+       array_agg(a.attinhcount ORDER BY a.attnum)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'f', 'v', 'm')
+  AND """ + _NOT_EXTENSION_MEMBER.format(catalog="'pg_class'", oid="c.oid") + """
+GROUP BY 1, 2
+"""
+
+# Why an inheritance flag can differ although the restore did what DDL can.
+_LOCAL_REASON = ("no DDL makes a column or CHECK constraint inherited-only again once a table "
+                 "defines it itself (pg_dump's binary-upgrade mode writes the catalog for "
+                 "that); it behaves the same, except that dropping it from the parent keeps "
+                 "it in this table")
+
+
+def _collect_column_order(conn: psycopg.Connection, schemas: list[str], side: _Side) -> None:
+    for schema, rel, names, local, inherited in conn.execute(
+            _COLUMN_ORDER_SQL, {"schemas": schemas}).fetchall():
+        side.column_order[(schema, rel)] = tuple(zip(names, local, inherited))
+
+
+def _compare_column_order(source: _Side, target: _Side
+                          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A different order fails; different inheritance flags only warn (why: _LOCAL_REASON)."""
+    mismatches: list[dict[str, Any]] = []
+    warnings: list[dict[str, Any]] = []
+    for key in sorted(set(source.column_order) & set(target.column_order)):
+        src, tgt = source.column_order[key], target.column_order[key]
+        s_names, t_names = [c[0] for c in src], [c[0] for c in tgt]
+        if s_names != t_names and sorted(s_names) == sorted(t_names):
+            mismatches.append(_item(
+                "column_order", key[0], key[1], s_names, t_names,
+                f"{_label(*key)}: column order differs (source: {', '.join(s_names)}; "
+                f"target: {', '.join(t_names)})"))
+        t_flags = {c[0]: c[1:] for c in tgt}
+        for name, local, inherited in src:
+            flags = t_flags.get(name)
+            if flags is not None and flags != (local, inherited):
+                warnings.append(_item(
+                    "column_inheritance", key[0], f"{key[1]}.{name}",
+                    _flags(local, inherited), _flags(*flags),
+                    f"{_label(*key)}.{_q(name)}: {_flags(local, inherited)} in the source, "
+                    f"{_flags(*flags)} in the target: {_LOCAL_REASON}"))
+    return mismatches, warnings
+
+
+def _flags(local: bool, inherited: int) -> str:
+    if not inherited:
+        return "local"
+    return f"inherited ({inherited})" + (" and local" if local else " only")
+
+
+# -- constraints ------------------------------------------------------------------
+# Compared per table (or domain) by meaning: type, definition, validated,
+# deferrable, deferred. A name that differs fails, unless PostgreSQL makes it
+# impossible to reproduce (an inherited constraint apply-post could not rename).
+
+def _collect_constraints(conn: psycopg.Connection, schemas: list[str], side: _Side) -> None:
+    side.constraints = constraints.list_constraints(conn, schemas)
+
+
+def _compare_constraints(source: _Side, target: _Side
+                         ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    pairing = constraints.pair(*_as_reported(source, target))
+    mismatches: list[dict[str, Any]] = []
+    warnings: list[dict[str, Any]] = []
+    for s in pairing.missing:
+        mismatches.append(_item("constraint", s.schema, _con(s), s.definition, None,
+                                f"{_where(s)}: constraint {_q(s.name)} missing in target "
+                                f"({_shorten(s.definition)})"))
+    for t in pairing.extra:
+        mismatches.append(_item("constraint", t.schema, _con(t), None, t.definition,
+                                f"{_where(t)}: constraint {_q(t.name)} only in target "
+                                f"({_shorten(t.definition)})"))
+    for s, t in pairing.changed:
+        src, tgt = ((s.definition, t.definition) if s.definition != t.definition
+                    else (_meaning(s), _meaning(t)))
+        mismatches.append(_item("constraint", s.schema, _con(s), src, tgt,
+                                f"{_where(s)}: constraint {_q(s.name)} differs (source: "
+                                f"{_shorten(src)}; target: {_shorten(tgt)})"))
+    for s, t in pairing.renamed:
+        text = (f"{_where(s)}: constraint {_q(s.name)} is named {_q(t.name)} in the target "
+                f"(same definition: {_shorten(s.definition)})")
+        if t.inherited:
+            reason = (constraints.INHERITED_CHECK_REASON if t.contype == "c"
+                      else constraints.INHERITED_REASON)
+            warnings.append(_item("constraint_name", s.schema, _con(s), s.name, t.name,
+                                  f"{text}: {reason}"))
+        else:
+            mismatches.append(_item("constraint_name", s.schema, _con(s), s.name, t.name, text))
+    for s, t in pairing.same + pairing.renamed:
+        if (s.local, s.inherited) != (t.local, t.inherited):
+            warnings.append(_item(
+                "constraint_inheritance", s.schema, _con(s), _flags(s.local, s.inherited),
+                _flags(t.local, t.inherited),
+                f"{_where(s)}: constraint {_q(s.name)} is {_flags(s.local, s.inherited)} in "
+                f"the source, {_flags(t.local, t.inherited)} in the target: {_LOCAL_REASON}"))
+    return mismatches, warnings
+
+
+def _as_reported(source: _Side, target: _Side
+                 ) -> tuple[list[constraints.Constraint], list[constraints.Constraint]]:
+    """Accept the foreign keys post-data reported: left out (omitted) or kept
+    NOT VALID because production no longer has rows they reference."""
+    def state(c: constraints.Constraint) -> str | None:
+        return source.relaxed.get((c.schema, c.owner, c.name))
+
+    src = [s for s in source.constraints if state(s) != "omitted"]
+    tgt = [dataclasses.replace(t, definition=t.definition.removesuffix(" NOT VALID"),
+                               validated=True)
+           if state(t) == "notValid" and not t.validated
+           and t.definition.endswith(" NOT VALID") else t
+           for t in target.constraints]
+    return src, tgt
+
+
+def _where(c: constraints.Constraint) -> str:
+    return ("domain " if c.domain else "") + _label(c.schema, c.owner)
+
+
+def _con(c: constraints.Constraint) -> str:
+    return f"{c.owner}.{c.name}"
+
+
+def _meaning(c: constraints.Constraint) -> str:
+    """The definition and the flags pg_get_constraintdef may leave out."""
+    return (f"{c.definition} [validated={c.validated}, deferrable={c.deferrable}, "
+            f"deferred={c.deferred}]")
+
+
+def _item(kind: str, schema: str, obj: str | None, src: Any, tgt: Any,
+          message: str) -> dict[str, Any]:
+    return {"kind": kind, "schema": schema, "object": obj, "source": src, "target": tgt,
+            "message": message}
 
 
 def _count(conn: psycopg.Connection, schema: str, name: str) -> int:
@@ -319,9 +466,7 @@ def _compare(source: _Side, target: _Side, schemas: list[str]) -> list[dict[str,
     for schema, kind in keys:
         src = source.objects.get((schema, kind), {})
         tgt = target.objects.get((schema, kind), {})
-        relaxed = source.relaxed if kind == "constraints_f" else {}
-        missing = sorted(name for name in set(src) - set(tgt)
-                         if relaxed.get((schema, name)) != "omitted")
+        missing = sorted(set(src) - set(tgt))
         extra = sorted(set(tgt) - set(src))
         if missing or extra:
             parts = [f"{_q(schema)} {kind}: source {len(src)}, target {len(tgt)}"]
@@ -331,9 +476,7 @@ def _compare(source: _Side, target: _Side, schemas: list[str]) -> list[dict[str,
                 parts.append(f"only in target: {_names(extra)}")
             add(kind, schema, None, len(src), len(tgt), "; ".join(parts))
         for name in sorted(set(src) & set(tgt)):
-            kept_not_valid = (relaxed.get((schema, name)) == "notValid"
-                              and tgt[name] == f"{src[name]} NOT VALID")
-            if src[name] != tgt[name] and not kept_not_valid:
+            if src[name] != tgt[name]:
                 add(kind, schema, name, src[name], tgt[name],
                     f"{_q(schema)} {kind} {name}: definition differs "
                     f"(source: {_shorten(src[name])}; target: {_shorten(tgt[name])})")
@@ -395,10 +538,12 @@ def verify(source: Endpoint, target: Endpoint, schemas: list[str], *,
 
     Returns {"ok": True, "schemas": [...], "tables": n, "rows": n,
     "sequences": n, "matviews": n, "objects": {schema: {kind: count}},
-    "mismatches": []}. On a difference raises DataPlaneError("VerifyFailed")
-    whose message has one readable line per mismatch and whose `report`
-    attribute holds the same dict with ok=False and the mismatches (each
-    {"kind", "schema", "object", "source", "target", "message"}).
+    "mismatches": [], "warnings": [...]}. Warnings are differences PostgreSQL
+    makes impossible to remove (each says why); they do not fail. On a
+    difference raises DataPlaneError("VerifyFailed") whose message has one
+    readable line per mismatch and whose `report` attribute holds the same
+    dict with ok=False and the mismatches (each {"kind", "schema", "object",
+    "source", "target", "message"}, as are warnings).
     """
     schemas = validate_schema_list(list(schemas))
     reporter.emit("verify_started", schemas=schemas, source=source.describe(),
@@ -410,9 +555,17 @@ def verify(source: Endpoint, target: Endpoint, schemas: list[str], *,
         src_side, tgt_side = (f.result() for f in futures)
 
     mismatches = _compare(src_side, tgt_side, schemas)
+    warnings: list[dict[str, Any]] = []
+    for comparer in (_compare_column_order, _compare_constraints):
+        failed, warned = comparer(src_side, tgt_side)
+        mismatches += failed
+        warnings += warned
     objects: dict[str, dict[str, int]] = {s: {} for s in schemas}
     for (schema, kind), items in sorted(tgt_side.objects.items()):
         objects.setdefault(schema, {})[kind] = len(items)
+    for con in tgt_side.constraints:   # one kind per contype, as before
+        kinds = objects.setdefault(con.schema, {})
+        kinds[f"constraints_{con.contype}"] = kinds.get(f"constraints_{con.contype}", 0) + 1
     report: dict[str, Any] = {
         "ok": not mismatches,
         "schemas": schemas,
@@ -422,9 +575,12 @@ def verify(source: Endpoint, target: Endpoint, schemas: list[str], *,
         "matviews": len(tgt_side.matviews),
         "objects": objects,
         "mismatches": mismatches,
+        "warnings": warnings,
     }
     for item in mismatches:
         reporter.emit("verify_mismatch", **item)
+    for item in warnings:
+        reporter.emit("verify_warning", **item)
     reporter.emit("verify_finished", ok=report["ok"], tables=report["tables"],
                   rows=report["rows"], mismatches=len(mismatches))
     if mismatches:

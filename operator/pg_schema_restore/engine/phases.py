@@ -75,6 +75,8 @@ def _add_warnings(record: RestoreRecord, ctx: Context, result: Any) -> None:
     each announced as a `restore_warning` event."""
     warnings = result.get("warnings") if isinstance(result, dict) else None
     for warning in warnings or []:
+        if isinstance(warning, dict):   # verify's: {"kind", …, "message"}
+            warning = warning.get("message", "")
         if warning not in record.warnings:
             record.warnings.append(warning)
             ctx.on_event({"event": "restore_warning", "restoreId": record.restore_id,
@@ -185,6 +187,7 @@ def post_data(record: RestoreRecord, ctx: Context) -> None:
         if isinstance(applied, dict) and applied.get(name):
             record.result[name] = applied[name]
     record.result["verify"] = _step(ctx, record, requests.Verify(record.resources["artifacts"]))
+    _add_warnings(record, ctx, record.result["verify"])
 
 
 # -- 6 -----------------------------------------------------------------------
