@@ -199,7 +199,9 @@ _HELP = {"precheck": "check production before anything is created",
 
 def add_schema_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schemas", help="comma-separated schema names (exact, case-sensitive)")
-    parser.add_argument("--schema", action="append", help="one schema name; repeatable")
+    parser.add_argument("--schema", action="append",
+                        help="one schema name, exactly (commas, spaces included); repeatable; "
+                             "--schema=NAME for a name that starts with '-'")
 
 
 def schemas_from(args: argparse.Namespace) -> list[str]:

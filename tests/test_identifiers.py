@@ -181,6 +181,17 @@ def test_verify_message_shows_odd_names_escaped(copyhost, new_db):
         'schema "Tenant ""Q""": missing in source and target']
 
 
+def test_terminal_lines_show_odd_names_on_one_line():
+    import io
+
+    from pg_schema_restore.events import HumanReporter, line
+
+    stream = io.StringIO()
+    HumanReporter("extract", stream).emit("renamed", schema=FORGER, target=FORGER + SUFFIX)
+    assert len(stream.getvalue().splitlines()) == 1
+    assert line({"event": "renamed", "schema": "new\nline"}) == "  renamed schema='new\\nline'"
+
+
 # -- the tokenizer -----------------------------------------------------------------------
 
 MAPPING = {name: name + SUFFIX for name in BRIEF_NAMES + ["new\nline"]}
@@ -317,6 +328,8 @@ BEGIN
 END $body$;
 CREATE FUNCTION {s}.path_count() RETURNS bigint LANGUAGE sql SET search_path = {s}
   AS $body$ SELECT count(*) FROM log $body$;
+CREATE FUNCTION {s}.atomic_count() RETURNS bigint LANGUAGE sql SET search_path = {s}
+  BEGIN ATOMIC SELECT count(*) FROM {s}.items; END;
 CREATE FUNCTION {s}.stamp() RETURNS trigger LANGUAGE plpgsql AS $body$
 BEGIN
   INSERT INTO {s}.log (what) VALUES ('added ' || NEW.name);
@@ -326,7 +339,8 @@ CREATE TRIGGER items_stamp AFTER INSERT ON {s}.items
   FOR EACH ROW EXECUTE FUNCTION {s}.stamp();
 INSERT INTO {s}.items (name, qty) SELECT 'item ' || g, g FROM generate_series(1, 30) g;
 """
-REWRITTEN = {"add_item", "total", "dyn_count", "path_count", "stamp"}
+# atomic_count: its body follows the rename by OID, its SET search_path is rewritten
+REWRITTEN = {"add_item", "total", "dyn_count", "path_count", "atomic_count", "stamp"}
 DAMAGE_SQL = "DELETE FROM {s}.items WHERE qty > 10; SELECT setval({ticket}, 1000)"
 # A foreign key to production data that production no longer has: post-data fails.
 COUNTRY_FK_SQL = """
@@ -405,6 +419,11 @@ def check_restored(conn: psycopg.Connection, old: str, new: str, restore_id: str
     assert _call(conn, new, "dyn_count") == 30
     assert _call(conn, new, "path_count") == 30             # one log row per item
     assert _count(conn, new, "big") == 25
+    assert one(conn, "SELECT p.proconfig FROM pg_proc p JOIN pg_namespace n "
+                     "ON n.oid = p.pronamespace WHERE n.nspname = %s "
+                     "AND p.proname = 'atomic_count'", (new,)) == [
+        "search_path=" + sql.Identifier(new).as_string(None)]
+    assert _call(conn, new, "atomic_count") == 30
     # writing through the restored routines and trigger stays in the new schema
     new_id = _call(conn, new, "add_item", "added later", 7)
     assert new_id == 31

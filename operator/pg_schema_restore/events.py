@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ddl_job.names import shown
+from ddl_job.names import shown, visible
 from ddl_job.progress import Reporter
 
 from .engine.record import RestoreRecord
@@ -105,5 +105,6 @@ class HumanReporter(Reporter):
 
 
 def _short(value: Any) -> str:
-    text = str(value)
+    """One field on one line: a name with a line break must not forge a line."""
+    text = visible(str(value))
     return text if len(text) <= 160 else text[:157] + "..."
