@@ -44,7 +44,9 @@ class LocalStore:
         return source
 
     def read_text(self, name: str) -> str:
-        return self.fetch(name, self.directory).read_text()
+        # Bytes, not text mode: universal newlines would turn a carriage return
+        # inside a quoted name of the DDL into a line feed (another name).
+        return self.fetch(name, self.directory).read_bytes().decode()
 
     def names(self) -> list[str]:
         if not self.directory.exists():

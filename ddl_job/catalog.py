@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from .names import shown
+
 
 @dataclass(frozen=True)
 class Table:
@@ -23,7 +25,7 @@ class Table:
 
     @property
     def label(self) -> str:
-        return f"{self.schema}.{self.name}"
+        return f"{shown(self.schema)}.{shown(self.name)}"
 
 
 def existing_schemas(conn: psycopg.Connection, names: list[str]) -> set[str]:

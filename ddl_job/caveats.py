@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import psycopg
 
+from .names import shown, visible
 from .progress import Reporter
 from .rewrite import rewrite_sql
 
@@ -32,27 +33,27 @@ def report_caveats(src: psycopg.Connection, schemas: list[str],
         found.append(f"{caveat}: {message}: {', '.join(objects)}")
 
     unlogged = _names(src, """
-        SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c
+        SELECT n.nspname, c.relname FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p') AND c.relpersistence = 'u'
-        ORDER BY 1""", schemas)
+        ORDER BY 1, 2""", schemas)
     if unlogged:
         warn("UnloggedTables", unlogged, (
             "unlogged tables are empty in a point-in-time copy or snapshot (their contents "
             "are not WAL-logged); they are restored empty"))
     large = _names(src, """
-        SELECT format('%%I.%%I.%%I', n.nspname, c.relname, a.attname) FROM pg_class c
+        SELECT n.nspname, c.relname, a.attname FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
         JOIN pg_type t ON t.oid = a.atttypid
         WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p')
           AND (t.oid = 'oid'::regtype OR t.typname = 'lo')
-        ORDER BY 1""", schemas)
+        ORDER BY 1, 2, 3""", schemas)
     if large:
         warn("LargeObjectReferences", large, (
             "large objects live outside every schema and are not restored; these columns "
             "keep their OIDs, which point at production's current large objects, if any"))
-    outside = [signature for signature, body in src.execute("""
+    outside = [visible(signature) for signature, body in src.execute("""
         SELECT DISTINCT p.oid::regprocedure::text, p.prosrc FROM pg_trigger g
         JOIN pg_class c ON c.oid = g.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_proc p ON p.oid = g.tgfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace
@@ -72,4 +73,6 @@ def _names_a_schema(body: str, schemas: list[str]) -> bool:
 
 
 def _names(src: psycopg.Connection, query: str, *params: list[str]) -> list[str]:
-    return [row[0] for row in src.execute(query, params).fetchall()]
+    """Qualified names from rows of name parts, as messages show them."""
+    return [".".join(shown(part) for part in row)
+            for row in src.execute(query, params).fetchall()]

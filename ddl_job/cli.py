@@ -38,7 +38,7 @@ def new_restore_id() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ddl_job", description=__doc__,
+    parser = requests.ArgumentParser(prog="python -m ddl_job", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     steps = parser.add_subparsers(dest="step", required=True)
     requests.add_step_parsers(steps)

@@ -50,6 +50,7 @@ from psycopg import sql
 from . import catalog
 from .conn import Endpoint
 from .errors import DataPlaneError
+from .names import shown
 from .progress import Reporter
 
 MIN_CHUNK_BYTES = 16 * 1024 * 1024   # never split finer than this by default
@@ -455,7 +456,7 @@ def copy_data(source: Endpoint, target: Endpoint, schemas: list[str], *, jobs: i
         total_bytes = sum(sizes.get((t.schema, t.name), 0) for t in tables)
         reporter.emit("copy_plan", tables=len(tables), units=len(units), jobs=jobs,
                       chunk_pages=chunk, bytes=total_bytes,
-                      text_format=sorted(f"{s}.{n}" for s, n in text_tables))
+                      text_format=sorted(f"{shown(s)}.{shown(n)}" for s, n in text_tables))
 
         source_env = source.libpq_env(settings=SOURCE_SETTINGS)
         target_env = target.libpq_env(settings=TARGET_SETTINGS)

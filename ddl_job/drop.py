@@ -46,7 +46,7 @@ from psycopg import sql
 from .conn import Endpoint
 from .errors import DataPlaneError, InvalidRequest
 from .marker import carries_marker, validate_restore_id
-from .names import validate_schema_name
+from .names import shown, validate_schema_name, visible
 from .progress import Reporter
 
 DEFAULT_LOCK_TIMEOUT = "30s"
@@ -349,19 +349,19 @@ def _attempt(target: Endpoint, restore_id: str, reporter: Reporter,
         if not blocking:
             return None
         keys = _fold_companions(conn, _fold(blocking), blocking)
-        descriptions = sorted(_describe(conn, keys))
+        descriptions = sorted(visible(text) for text in _describe(conn, keys))
         conn.rollback()
-        shown = "; ".join(descriptions[:MAX_LISTED])
+        listed = "; ".join(descriptions[:MAX_LISTED])
         more = len(descriptions) - MAX_LISTED
         if more > 0:
-            shown += f"; and {more} more"
+            listed += f"; and {more} more"
         reporter.emit("drop_refused", restore_id=restore_id, schemas=names,
                       outside=descriptions[:MAX_LISTED], outside_total=len(descriptions))
         raise DataPlaneError(
             "DropRefused",
-            f"refusing to drop schema(s) {', '.join(names)} of restore {restore_id}: "
+            f"refusing to drop schema(s) {', '.join(map(shown, names))} of restore {restore_id}: "
             f"DROP SCHEMA … CASCADE would also remove {len(descriptions)} object(s) outside "
-            f"them: {shown}. Nothing was dropped; remove these dependencies first "
+            f"them: {listed}. Nothing was dropped; remove these dependencies first "
             "(or keep the schemas).")
     except psycopg.errors.LockNotAvailable as exc:
         _safe_rollback(conn)

@@ -4,7 +4,8 @@ The archive is pg_dump's custom format with the pre-data and post-data
 sections (not `-s`, which drops `REFRESH MATERIALIZED VIEW`). TOC entries are
 selected by catalog OID, never by parsing the names `pg_restore -l` prints
 unquoted. Text renderings drop pg_dump's `\\restrict` / `\\unrestrict` lines
-(pg_dump ≥ 15.14), which no driver can execute.
+(pg_dump ≥ 15.14), which no driver can execute: only the two lines that carry
+the key of the header, so a line of a schema name that reads like them stays.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from .errors import DataPlaneError
 PG_NAMESPACE = 2615
 PG_CONSTRAINT = 2606
 _TOC_LINE = re.compile(r"^(\d+); (\d+) (\d+) ")
-_RESTRICT = re.compile(r"^\\(un)?restrict [A-Za-z0-9]+$")
+_RESTRICT = re.compile(r"^\\restrict ([A-Za-z0-9]+)$")
+_VERSION = re.compile(r"\) (\d+)(?:\.(\d+))?")
+# pg_restore writes each object's name into a `--` comment line of the SQL it
+# renders. Before these releases (CVE-2025-8715) a line break in a name ended
+# the comment, and the rest of the name became SQL that `apply pre` would run;
+# since them, line breaks in comment lines become spaces (seen on 15.18).
+COMMENT_SAFE_MINOR = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
 
 
 @dataclass(frozen=True)
@@ -44,9 +51,36 @@ def _run(args: list[str], endpoint: Endpoint, what: str,
 
 
 def schema_pattern(name: str) -> str:
-    """A pg_dump `-n` pattern matching exactly `name` (quoted: no case folding,
-    no wildcards)."""
+    """A pg_dump `-n` pattern matching exactly `name`.
+
+    Inside double quotes pg_dump folds no case, treats `*`, `?` and `.` as
+    plain characters, escapes regex characters (backslash included) and reads
+    `""` as one quote (checked with pg_dump 15: tests/test_identifiers.py)."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def comment_safe(version: str) -> bool:
+    """Whether `pg_restore --version` names a release whose comment lines
+    cannot be ended by a line break in a name (COMMENT_SAFE_MINOR)."""
+    match = _VERSION.search(version)
+    if match is None:
+        return False
+    major, minor = int(match[1]), int(match[2]) if match[2] else -1
+    return major > max(COMMENT_SAFE_MINOR) or minor >= COMMENT_SAFE_MINOR.get(major, 10**6)
+
+
+def require_comment_safe(names: list[str], endpoint: Endpoint) -> None:
+    """Refuse names holding a line break when the local pg_restore predates
+    CVE-2025-8715's fix: its rendering of them could be run as SQL."""
+    if not any("\n" in name or "\r" in name for name in names):
+        return
+    version = _run(["pg_restore", "--version"], endpoint, "DumpFailed").strip()
+    if not comment_safe(version):
+        raise DataPlaneError(
+            "ToolTooOld",
+            f"{version} writes line breaks of names into SQL comments (CVE-2025-8715); "
+            "schema names with line breaks need pg_restore 13.22, 14.19, 15.14, 16.10, "
+            "17.6 or later")
 
 
 def dump_schemas(source: Endpoint, schemas: list[str], archive: Path) -> None:
@@ -121,9 +155,21 @@ def render_sql(archive: Path, toc_list: Path | None, out: Path, endpoint: Endpoi
     if toc_list is not None:
         args[1:1] = [f"--use-list={toc_list}"]
     _run(args, endpoint, "DumpFailed")
-    lines = out.read_text().splitlines(keepends=True)
-    out.write_text("".join(line for line in lines if not _RESTRICT.match(line.rstrip("\n"))))
+    # Bytes: text mode would turn a carriage return inside a quoted name into "\n".
+    out.write_bytes(without_restrict(out.read_bytes().decode()).encode())
     return out
+
+
+def without_restrict(text: str) -> str:
+    """The text without pg_restore's `\\restrict KEY` and `\\unrestrict KEY`
+    lines: only those with the key of the first one (the header's), which a
+    name cannot guess."""
+    lines = text.splitlines(keepends=True)
+    key = next((m[1] for line in lines if (m := _RESTRICT.match(line.rstrip("\n")))), None)
+    if key is None:
+        return text
+    drop = {f"\\restrict {key}", f"\\unrestrict {key}"}
+    return "".join(line for line in lines if line.rstrip("\n") not in drop)
 
 
 # Sort memory per index build. Measured here (8 M rows, PostgreSQL 15): a

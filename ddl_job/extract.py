@@ -62,6 +62,7 @@ def extract(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str,
     if mode not in MODES:
         raise DataPlaneError("InvalidMode", f"mode must be one of {MODES}, not {mode!r}")
     mapping = target_names(schemas, suffix)
+    dump.require_comment_safe(list(mapping), source)
 
     with source.connect(application_name="pgsr-extract") as src, \
             target.connect(application_name="pgsr-extract") as tgt:

@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from .errors import DataPlaneError
+from .names import shown
 from .progress import Reporter
 
 
@@ -40,7 +41,9 @@ def cut_cross_schema_links(src: psycopg.Connection, schemas: list[str],
     for child_schema, child, parent_schema, parent, is_partition, child_inside in rows:
         child_id = sql.Identifier(child_schema, child)
         parent_id = sql.Identifier(parent_schema, parent)
-        label = f"{child_schema}.{child} -> {parent_schema}.{parent}"
+        child_label = f"{shown(child_schema)}.{shown(child)}"
+        parent_label = f"{shown(parent_schema)}.{shown(parent)}"
+        label = f"{child_label} -> {parent_label}"
         statement = (sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent_id, child_id)
                      if is_partition else
                      sql.SQL("ALTER TABLE {} NO INHERIT {}").format(child_id, parent_id))
@@ -52,11 +55,11 @@ def cut_cross_schema_links(src: psycopg.Connection, schemas: list[str],
                 f"cannot cut the {'partition' if is_partition else 'inheritance'} link "
                 f"{label} in the source copy: {exc.diag.message_primary or exc}") from None
         kind = "a partition of" if is_partition else "a child of"
-        message = (f"{child_schema}.{child} was {kind} {parent_schema}.{parent}, which is "
+        message = (f"{child_label} was {kind} {parent_label}, which is "
                    "not restored: it is restored as a standalone table"
                    if child_inside else
-                   f"{child_schema}.{child} (not restored) was {kind} "
-                   f"{parent_schema}.{parent}: its rows are not part of the restore")
+                   f"{child_label} (not restored) was {kind} "
+                   f"{parent_label}: its rows are not part of the restore")
         reporter.emit("warning", link=label, message=message)
         cut.append(message)
     return cut

@@ -3,6 +3,12 @@
 `apply pre` writes it in the same transaction that creates the schema;
 `drop` removes only schemas whose comment carries the marker of the given
 restore id. The schema's original comment, if any, is kept above it.
+
+The marker is always the comment's last line, and one line whatever the
+source schema's name: a name holding a line break (or any character that
+is not printable) is written escaped, as Python's repr, so it can never
+push the marker off the last line nor forge another restore's marker there.
+Printable names are written as they are, as before.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ def validate_restore_id(restore_id: str) -> str:
 
 
 def marker_line(restore_id: str, source_schema: str) -> str:
-    return f"{PREFIX}{restore_id} from schema {source_schema}"
+    """One line naming the restore and the source schema."""
+    name = source_schema if source_schema.isprintable() else repr(source_schema)
+    return f"{PREFIX}{restore_id} from schema {name}"
 
 
 def with_marker(comment: str | None, restore_id: str, source_schema: str) -> str:

@@ -21,6 +21,17 @@ from .marker import validate_restore_id
 from .names import split_schema_list, validate_schema_list, validate_suffix
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, except that `--opt=--` keeps its value: Python before 3.13
+    drops a `--` even from an option's explicit value, and a schema may be
+    named `--`. Subparsers are of the same class (argparse's default)."""
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        if arg_strings == ["--"] and action.option_strings and action.nargs is None:
+            return self._get_value(action, "--")
+        return super()._get_values(action, arg_strings)
+
+
 def _flag(name: str, default: Any = MISSING, help: str | None = None) -> Any:
     """A field written as `--name value` (tuples: repeated; bools: present or not)."""
     return field(default=default, metadata={"flag": name, "help": help})
@@ -53,16 +64,17 @@ class StepRequest:
         object.__setattr__(self, name, value)
 
     def to_argv(self) -> list[str]:
+        """`--flag=value`, one word each: a value that starts with `-` (a schema
+        named `-x` or `--x`) would otherwise be read as a flag."""
         argv = list(self.command)
         for spec_field in fields(self):
             flag, value = spec_field.metadata["flag"], getattr(self, spec_field.name)
             if isinstance(value, bool):
                 argv += [flag] if value else []
             elif isinstance(value, tuple):
-                for item in value:
-                    argv += [flag, item]
+                argv += [f"{flag}={item}" for item in value]
             else:
-                argv += [flag, str(value)]
+                argv.append(f"{flag}={value}")
         return argv
 
 
@@ -193,7 +205,9 @@ _HELP = {"precheck": "check production before anything is created",
 
 def add_schema_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schemas", help="comma-separated schema names (exact, case-sensitive)")
-    parser.add_argument("--schema", action="append", help="one schema name; repeatable")
+    parser.add_argument("--schema", action="append",
+                        help="one schema name, exactly (commas, spaces included); repeatable; "
+                             "--schema=NAME for a name that starts with '-'")
 
 
 def schemas_from(args: argparse.Namespace) -> list[str]:
@@ -233,6 +247,6 @@ def request_from(args: argparse.Namespace) -> StepRequest:
 
 def from_argv(argv: list[str]) -> StepRequest:
     """Read back what `to_argv` wrote."""
-    parser = argparse.ArgumentParser(prog="python -m ddl_job")
+    parser = ArgumentParser(prog="python -m ddl_job")
     add_step_parsers(parser.add_subparsers(dest="step", required=True))
     return request_from(parser.parse_args(argv))

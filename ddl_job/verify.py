@@ -31,8 +31,6 @@ sides). Names only ever reach SQL as parameters or `sql.Identifier`.
 from __future__ import annotations
 
 import dataclasses
-
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +41,7 @@ from psycopg import sql
 from . import catalog, constraints
 from .conn import Endpoint
 from .errors import DataPlaneError
-from .names import validate_schema_list
+from .names import shown, validate_schema_list, visible
 from .progress import Reporter
 
 MAX_NAMES_LISTED = 10     # object names listed per count mismatch
@@ -180,12 +178,10 @@ WHERE n.nspname = ANY(%(schemas)s) AND c.relkind = 'm'
 ORDER BY 1, 2
 """
 
-_PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_$]*$")
-
-
 def _q(name: str) -> str:
-    """An identifier as a human would type it (quoted only when needed)."""
-    return name if _PLAIN_NAME.match(name) else '"' + name.replace('"', '""') + '"'
+    """An identifier as a human would type it (quoted only when needed; escaped
+    when it holds a line break or another invisible character)."""
+    return shown(name)
 
 
 def _label(schema: str, name: str) -> str:
@@ -436,9 +432,9 @@ def _count(conn: psycopg.Connection, schema: str, name: str) -> int:
 
 
 def _names(items: list[str]) -> str:
-    shown = ", ".join(items[:MAX_NAMES_LISTED])
+    listed = ", ".join(visible(item) for item in items[:MAX_NAMES_LISTED])
     more = len(items) - MAX_NAMES_LISTED
-    return shown + (f" (and {more} more)" if more > 0 else "")
+    return listed + (f" (and {more} more)" if more > 0 else "")
 
 
 def _shorten(text: str | None, limit: int = 160) -> str:
@@ -478,7 +474,7 @@ def _compare(source: _Side, target: _Side, schemas: list[str]) -> list[dict[str,
         for name in sorted(set(src) & set(tgt)):
             if src[name] != tgt[name]:
                 add(kind, schema, name, src[name], tgt[name],
-                    f"{_q(schema)} {kind} {name}: definition differs "
+                    f"{_q(schema)} {kind} {visible(name)}: definition differs "
                     f"(source: {_shorten(src[name])}; target: {_shorten(tgt[name])})")
 
     # row counts

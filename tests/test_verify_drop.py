@@ -277,10 +277,25 @@ def test_verify_fails_on_a_schema_missing_on_both_sides(pair):
         "schema s1_typo: missing in source and target"]
 
 
-def test_verify_refuses_injection_shaped_names(pair):
+def test_verify_compares_injection_shaped_names_as_names(pair, copyhost):
+    """A legal name that reads like SQL is only ever a quoted identifier."""
+    source, target, tdb = pair
+    name = 's1"; DROP SCHEMA s1 CASCADE; --'
+    _run(copyhost, tdb, sql.SQL("CREATE SCHEMA {}; CREATE TABLE {} (id int)").format(
+        sql.Identifier(name), sql.Identifier(name, "t")).as_string(None))
+    with pytest.raises(DataPlaneError) as info:
+        verify(source, target, [name], reporter=NullReporter())
+    lines = info.value.message.splitlines()[1:]
+    assert lines[0] == 'schema "s1""; DROP SCHEMA s1 CASCADE; --": missing in source'
+    assert '"s1""; DROP SCHEMA s1 CASCADE; --".t: table missing in source (target 0 rows)' \
+        in lines
+    assert verify(source, target, SCHEMAS, reporter=NullReporter())["ok"]   # s1 untouched
+
+
+def test_verify_refuses_names_postgres_refuses(pair):
     source, target, _ = pair
     with pytest.raises(InvalidRequest) as info:
-        verify(source, target, ['s1"; DROP SCHEMA s1 CASCADE; --'], reporter=NullReporter())
+        verify(source, target, ["pg_catalog"], reporter=NullReporter())
     assert info.value.reason == "InvalidSchemaName"
 
 
@@ -369,7 +384,10 @@ def drop_db(copyhost, new_db):
             CREATE SCHEMA ra_later;
             CREATE TABLE ra_later.t (id int);
             CREATE SCHEMA not_last;
-            CREATE SCHEMA "bad;name";
+            CREATE SCHEMA "odd; --name";
+            SET allow_system_table_mods = on;
+            CREATE SCHEMA pg_copied;
+            RESET allow_system_table_mods;
             CREATE SCHEMA prod;
             CREATE TABLE prod.accounts (id int PRIMARY KEY);
             INSERT INTO prod.accounts VALUES (10), (20);
@@ -379,12 +397,14 @@ def drop_db(copyhost, new_db):
         _mark(conn, "rb", marker.with_marker(None, "rb1", "rb_src"))
         _mark(conn, "ra_later", marker.with_marker(None, "ra12", "ra_src"))
         _mark(conn, "not_last", marker.with_marker(None, "ra1", "x") + "\nedited by a human")
-        _mark(conn, "bad;name", marker.with_marker(None, "ra1", "x"))
+        _mark(conn, "odd; --name", marker.with_marker(None, "ra1", "odd; --"))
+        _mark(conn, "pg_copied", marker.with_marker(None, "ra1", "x"))
         _mark(conn, "prod", "production schema")
     return db
 
 
-UNTOUCHED = ["rb", "plain", "ra_later", "not_last", "bad;name", "prod", "public"]
+UNTOUCHED = ["rb", "plain", "ra_later", "not_last", "pg_copied", "prod", "public"]
+MARKED_RA1 = sorted(["ra", "Ra Two", "odd; --name"])
 
 
 def test_drop_removes_only_schemas_marked_with_the_restore_id(copyhost, drop_db):
@@ -394,13 +414,14 @@ def test_drop_removes_only_schemas_marked_with_the_restore_id(copyhost, drop_db)
         all_before = _schemas(conn)
     stream = io.StringIO()
     dropped = drop_restored(target, "ra1", reporter=Reporter("drop", stream))
-    assert dropped == sorted(["ra", "Ra Two"])
+    assert dropped == MARKED_RA1
     with copyhost.connect(drop_db) as conn:
-        assert _schemas(conn) == all_before - {"ra", "Ra Two"}
+        assert _schemas(conn) == all_before - set(MARKED_RA1)
         assert {s: _checksum(conn, s) for s in UNTOUCHED} == before
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert {"event": "dropped", "schemas": dropped}.items() <= events[-1].items()
-    assert any(e["event"] == "drop_skipped" and e["schema"] == "bad;name" for e in events)
+    # a system schema is never ours, whatever its comment says
+    assert any(e["event"] == "drop_skipped" and e["schema"] == "pg_copied" for e in events)
     # idempotent: nothing left to drop
     assert drop_restored(target, "ra1", reporter=NullReporter()) == []
     assert drop_restored(target, "rb1", reporter=NullReporter()) == ["rb"]
@@ -425,7 +446,7 @@ def test_drop_removes_only_schemas_marked_with_the_restore_id(copyhost, drop_db)
 def test_drop_refuses_when_cascade_reaches_outside(copyhost, drop_db, dependency, expected):
     target = _endpoint(copyhost, drop_db, "target")
     _run(copyhost, drop_db, dependency)
-    watched = UNTOUCHED + ["ra", "Ra Two"]
+    watched = UNTOUCHED + MARKED_RA1
     with copyhost.connect(drop_db) as conn:
         before = {s: _checksum(conn, s) for s in watched}
         all_before = _schemas(conn)
@@ -466,7 +487,7 @@ def test_drop_gives_up_on_lock_timeout(copyhost, drop_db):
         reader.close()
     with copyhost.connect(drop_db) as conn:
         assert {"ra", "Ra Two"} <= _schemas(conn)
-    assert drop_restored(target, "ra1", reporter=NullReporter()) == sorted(["ra", "Ra Two"])
+    assert drop_restored(target, "ra1", reporter=NullReporter()) == MARKED_RA1
 
 
 def test_drop_validates_restore_id(copyhost, drop_db):
@@ -502,7 +523,7 @@ def test_drop_retries_when_another_session_drops_something_meanwhile(copyhost, d
 
     monkeypatch.setattr(drop_module, "_snapshot", snapshot_then_concurrent_drop)
     stream = io.StringIO()
-    assert drop_restored(target, "ra1", reporter=Reporter("drop", stream)) == sorted(["ra", "Ra Two"])
+    assert drop_restored(target, "ra1", reporter=Reporter("drop", stream)) == MARKED_RA1
     events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
     assert events.count("drop_retry") == 1 and events[-1] == "dropped"
     assert len(calls) == 5    # before, after, after-rollback; then before, after

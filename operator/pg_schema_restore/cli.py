@@ -16,6 +16,7 @@ import sys
 from ddl_job import cli as ddl_cli
 from ddl_job.errors import RestoreError
 from ddl_job.progress import Reporter
+from ddl_job.requests import ArgumentParser
 
 from .commands import (add_account_args, add_spec_args, cleanup_command, plan_command,
                        run_command)
@@ -23,8 +24,8 @@ from .events import HumanReporter
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pg-schema-restore", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="pg-schema-restore", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser(

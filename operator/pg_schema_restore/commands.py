@@ -32,7 +32,9 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
                         "file kubectl would apply; the flags below are then ignored")
     p.add_argument("--database")
     p.add_argument("--schemas", help="comma-separated schema names (exact)")
-    p.add_argument("--schema", action="append", help="one schema name; repeatable")
+    p.add_argument("--schema", action="append",
+                   help="one schema name, exactly (commas, spaces included); repeatable; "
+                        "--schema=NAME for a name that starts with '-'")
     point = p.add_mutually_exclusive_group()
     point.add_argument("--restore-time", help="RFC 3339, e.g. 2024-01-28T14:30:00Z")
     point.add_argument("--snapshot-id")

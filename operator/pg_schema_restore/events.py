@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import IO, Any
 
+from ddl_job.names import shown, visible
 from ddl_job.progress import Reporter
 
 from .engine.record import RestoreRecord
@@ -51,7 +52,8 @@ def notice(event: dict[str, Any]) -> Notice | None:
 def outcome(record: RestoreRecord) -> Notice:
     """The notice for a finished restore."""
     if record.succeeded:
-        mapping = ", ".join(f"{old} -> {new}" for old, new in record.targets.items())
+        mapping = ", ".join(f"{shown(old)} -> {shown(new)}"
+                            for old, new in record.targets.items())
         return Notice("Succeeded", f"restored {mapping}")
     error = record.error or {}
     return Notice(error.get("reason", "Failed"),
@@ -103,5 +105,6 @@ class HumanReporter(Reporter):
 
 
 def _short(value: Any) -> str:
-    text = str(value)
+    """One field on one line: a name with a line break must not forge a line."""
+    text = visible(str(value))
     return text if len(text) <= 160 else text[:157] + "..."

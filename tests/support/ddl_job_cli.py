@@ -37,9 +37,11 @@ class Run:
 
 
 def run_ddl_job(args: list[str], *, source: str | None, target: str | None,
-                timeout: float = 300) -> Run:
-    """Connections only through PGSR_*_DSN; no PG* variable leaks in from outside."""
+                timeout: float = 300, extra_env: dict[str, str] | None = None) -> Run:
+    """Connections only through PGSR_*_DSN; no PG* variable leaks in from outside
+    (`extra_env`, e.g. a PATH, is added last)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(extra_env or {})
     if source is not None:
         env["PGSR_SOURCE_DSN"] = source
     if target is not None:

@@ -67,6 +67,7 @@ from typing import Any, Callable, Iterable, TypeVar
 from botocore.exceptions import ClientError
 
 from ddl_job.errors import CleanupFailed, ProviderError, RestoreError
+from ddl_job.names import shown
 
 from ..engine.record import RestoreRecord
 from ..engine.spec import RestoreSpec
@@ -500,7 +501,7 @@ class DmsMigration:
                     task = current.get(entry["arn"])
                     if task is None:
                         raise ProviderError(
-                            "DmsTaskFailed", f"DMS task {entry['id']} (schema {schema}) "
+                            "DmsTaskFailed", f"DMS task {entry['id']} (schema {shown(schema)}) "
                             "disappeared while in flight")
                     status = task.get("Status", "")
                     in_flight[schema] = (entry, task)
@@ -561,7 +562,7 @@ class DmsMigration:
             problems.append(f"{task_stats['TablesErrored']} table(s) errored")
         bad = []
         for table in stats:
-            name = f"{table.get('SchemaName')}.{table.get('TableName')}"
+            name = ".".join(shown(str(table.get(part))) for part in ("SchemaName", "TableName"))
             state = table.get("TableState", "")
             if state != TABLE_COMPLETED:
                 bad.append(f"{name} ({state or 'no state'})")
@@ -573,13 +574,13 @@ class DmsMigration:
                 bad.append(f"{name} (validation: {table.get('ValidationState')}, "
                            f"{table.get('ValidationFailedRecords', 0)} failed records)")
         if bad:
-            shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-            problems.append(f"tables not completed: {shown}")
+            listed = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+            problems.append(f"tables not completed: {listed}")
         if message:                        # even on a "finished" task: something went wrong
             problems.append(f"DMS says: {message}")
         if problems:
             raise ProviderError("DmsTaskFailed",
-                                f"DMS task {entry['id']} (schema {schema}): "
+                                f"DMS task {entry['id']} (schema {shown(schema)}): "
                                 + "; ".join(problems))
         return {"tables": len(stats),
                 "rows": sum(int(t.get("FullLoadRows") or 0) for t in stats),

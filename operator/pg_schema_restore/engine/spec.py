@@ -10,9 +10,9 @@ Each field declares, next to it, its CRD name, description and OpenAPI
 constraints (`api_field`). Python checks those same constraints, and the
 CRD (`crds/`, and the Helm chart's copy) is generated from them
 (`pg_schema_restore.crd`), so the API server and the operator apply one
-rule per field. Rules a pattern cannot express (`--` in a schema name,
-system schemas, the 63-byte limit of a suffixed name) come from the data
-plane's own `ddl_job.names`, which the data plane applies to its argv too.
+rule per field. Rules a pattern cannot express (system schemas, the
+63-byte limit of a name and of a suffixed name) come from the data plane's
+own `ddl_job.names`, which the data plane applies to its argv too.
 """
 
 from __future__ import annotations
@@ -114,13 +114,13 @@ class RestoreSpec:
         {"type": "string", "minLength": 1, "maxLength": 63,
          "pattern": r"^[A-Za-z_][A-Za-z0-9_$-]*$"})
     schemas: tuple[str, ...] = api_field(
-        "schemas", "schemas to restore, exact names (case-sensitive); each comes back as "
-        "<name><suffix>",
+        "schemas", "schemas to restore, exact names (case-sensitive, any name PostgreSQL "
+        "accepts); each comes back as <name><suffix>",
         {"type": "array", "minItems": 1, "maxItems": 100, "x-kubernetes-list-type": "set",
-         # no quotes, backslashes, semicolons or control characters (`--` and `/*`
-         # are refused by the operator: RE2 cannot exclude a sequence)
+         # Any name PostgreSQL accepts; it refuses only a NUL byte. The operator
+         # also refuses system schemas and names over 63 bytes (ddl_job.names).
          "items": {"type": "string", "minLength": 1, "maxLength": 63,
-                   "pattern": "^[^\"'\\\\;\\x00-\\x1f\\x7f]+$"}},
+                   "pattern": "^[^\\x00]+$"}},
         check=validate_schema_list, parse=tuple)
     restore_time: datetime | None = api_field(
         "restoreTime", "RFC 3339 instant to restore to, e.g. 2024-01-28T14:30:00Z (exactly "
