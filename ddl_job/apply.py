@@ -1,8 +1,9 @@
 """apply: create the schemas in production (pre-data), finish them (post-data).
 
 Pre-data runs in ONE transaction together with the check that no target
-schema exists and the ownership marker: either every schema is created and
-marked, or production is untouched. Post-data (PKs, indexes, FKs, triggers,
+schema exists, the privileges pg_dump leaves out (privileges.py) and the
+ownership marker: either every schema is created, granted and marked, or
+production is untouched. Post-data (PKs, indexes, FKs, triggers,
 policies, matview refresh) runs after the copy through `pg_restore --jobs`,
 which builds independent indexes side by side and PKs before the FKs that
 need them.
@@ -16,7 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from . import dump
+from . import dump, privileges
 from .artifacts import ArtifactStore
 from .catalog import existing_schemas, schemas_marked_by
 from .conn import Endpoint
@@ -32,6 +33,7 @@ def apply_pre(target: Endpoint, store: ArtifactStore,
     reporter = reporter or NullReporter()
     manifest = Manifest.load(store)
     script = store.read_text(PRE_SQL)
+    owners_and_acls = privileges.load(store)
     with target.connect(application_name="pgsr-apply-pre") as conn:
         conn.execute("SET lock_timeout = '30s'")
         existing = existing_schemas(conn, manifest.targets)
@@ -46,6 +48,9 @@ def apply_pre(target: Endpoint, store: ArtifactStore,
                 f"schemas already exist in {target.describe()}: {taken}; nothing was changed")
         try:
             conn.execute(script)
+            if owners_and_acls is not None:
+                # what pg_dump's GRANTs miss (pg_init_privs, row and multirange types)
+                privileges.reconcile(conn, owners_and_acls, manifest.targets, reporter)
             _mark_created(conn, manifest)
             conn.commit()
         except psycopg.Error as exc:

@@ -20,6 +20,7 @@ POST_SQL = "post-data.sql"   # human-readable post-data
 FULL_SQL = "full.sql"        # everything, for audit and troubleshooting
 POST_LIST = "post-data.list"  # pg_restore TOC list applied after the copy
 POST_DONE = "post-data.done"  # written once post-data succeeded (resumed runs skip it)
+PRIVILEGES = "privileges.json"  # the copy's owners and ACLs (privileges.py)
 
 
 @dataclass

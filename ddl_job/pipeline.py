@@ -70,6 +70,7 @@ def from_copy(source: Endpoint, target: Endpoint, schemas: list[str], suffix: st
             step("apply-post", lambda r: apply.apply_post(target, store, jobs=jobs, reporter=r))
             result.verify = step("verify", lambda r: verify.verify(
                 source, target, manifest.targets, reporter=r))
+            result.warnings += result.verify.get("warnings") or []
         except BaseException as exc:
             if created and not keep_on_failure:
                 _drop_after_failure(target, restore_id, reporter, exc)

@@ -11,7 +11,11 @@ names, so both sides are compared name for name:
   aggregates, views, materialized views, sequences, policies, rules,
   extended statistics, enums, domains, composite and range types;
 - materialized views are populated and hold the same number of rows;
-- sequence values (`last_value`, `is_called`).
+- sequence values (`last_value`, `is_called`);
+- owners and effective ACLs of the schemas and of every object in them
+  (columns and default privileges included; `privileges.py`): a difference
+  fails, except grantors the target's role could not have acted as, which
+  are warnings saying why.
 
 Each side is read by its own connection in its own thread, inside one
 REPEATABLE READ READ ONLY transaction with `search_path` pinned to
@@ -30,7 +34,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import catalog
+from . import catalog, privileges
 from .conn import Endpoint
 from .errors import DataPlaneError
 from .names import validate_schema_list
@@ -202,6 +206,8 @@ class _Side:
     matviews: dict[tuple[str, str], int | None] = field(default_factory=dict)  # None: empty
     sequences: dict[tuple[str, str], tuple[int, bool]] = field(default_factory=dict)
     invalid_indexes: list[tuple[str, str]] = field(default_factory=list)
+    privileges: privileges.Securables = field(default_factory=dict)
+    acting: privileges.ActingRoles | None = None   # the roles this side's role may act as
 
 
 def _collect(endpoint: Endpoint, schemas: list[str], reporter: Reporter) -> _Side:
@@ -220,6 +226,7 @@ def _collect(endpoint: Endpoint, schemas: list[str], reporter: Reporter) -> _Sid
                 side.objects.setdefault((schema, kind), {})[name] = detail
             side.invalid_indexes = [(r[0], r[1]) for r in
                                     conn.execute(_INVALID_INDEXES_SQL, params).fetchall()]
+            _collect_privileges(conn, schemas, side)
             for schema, name in catalog.list_sequences(conn, schemas):
                 row = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(
                     sql.Identifier(schema, name))).fetchone()
@@ -245,6 +252,23 @@ def _collect(endpoint: Endpoint, schemas: list[str], reporter: Reporter) -> _Sid
                   tables=len(side.rows), rows=sum(side.rows.values()),
                   sequences=len(side.sequences), matviews=len(side.matviews))
     return side
+
+
+def _collect_privileges(conn: psycopg.Connection, schemas: list[str], side: _Side) -> None:
+    """Owners and ACLs of every object, and who this side's role may act as."""
+    side.privileges = privileges.collect(conn, schemas)
+    side.acting = privileges.ActingRoles.of(conn)
+
+
+def _compare_privileges(source: _Side, target: _Side) -> tuple[list[dict[str, Any]], list[str]]:
+    """Owner/ACL mismatches, and the warnings for grantors the target's (restoring)
+    role could not have reproduced."""
+    assert target.acting is not None
+    differences, warnings = privileges.compare(source.privileges, target.privileges,
+                                               target.acting)
+    mismatches = [{"kind": d.kind, "schema": d.schema, "object": d.object, "source": d.source,
+                   "target": d.target, "message": d.message} for d in differences]
+    return mismatches, warnings
 
 
 def _count(conn: psycopg.Connection, schema: str, name: str) -> int:
@@ -346,10 +370,13 @@ def verify(source: Endpoint, target: Endpoint, schemas: list[str], *,
 
     Returns {"ok": True, "schemas": [...], "tables": n, "rows": n,
     "sequences": n, "matviews": n, "objects": {schema: {kind: count}},
-    "mismatches": []}. On a difference raises DataPlaneError("VerifyFailed")
-    whose message has one readable line per mismatch and whose `report`
-    attribute holds the same dict with ok=False and the mismatches (each
-    {"kind", "schema", "object", "source", "target", "message"}).
+    "mismatches": [], "warnings": [...]} (warnings: differences PostgreSQL would
+    not let the target's role avoid, each with its reason). On a difference
+    raises DataPlaneError("VerifyFailed") whose message has one readable line
+    per mismatch and whose `report` attribute holds the same dict with ok=False
+    and the mismatches (each {"kind", "schema", "object", "source", "target",
+    "message"}; owners and ACLs: kinds "owner", "privileges",
+    "default_privileges").
     """
     schemas = validate_schema_list(list(schemas))
     reporter.emit("verify_started", schemas=schemas, source=source.describe(),
@@ -360,6 +387,8 @@ def verify(source: Endpoint, target: Endpoint, schemas: list[str], *,
         src_side, tgt_side = (f.result() for f in futures)
 
     mismatches = _compare(src_side, tgt_side, schemas)
+    acl_mismatches, warnings = _compare_privileges(src_side, tgt_side)
+    mismatches += acl_mismatches
     objects: dict[str, dict[str, int]] = {s: {} for s in schemas}
     for (schema, kind), items in sorted(tgt_side.objects.items()):
         objects.setdefault(schema, {})[kind] = len(items)
@@ -372,9 +401,12 @@ def verify(source: Endpoint, target: Endpoint, schemas: list[str], *,
         "matviews": len(tgt_side.matviews),
         "objects": objects,
         "mismatches": mismatches,
+        "warnings": warnings,
     }
     for item in mismatches:
         reporter.emit("verify_mismatch", **item)
+    for warning in warnings:
+        reporter.emit("warning", caveat="Privileges", message=warning)
     reporter.emit("verify_finished", ok=report["ok"], tables=report["tables"],
                   rows=report["rows"], mismatches=len(mismatches))
     if mismatches:
