@@ -1,12 +1,12 @@
 """apply: create the schemas in production (pre-data), finish them (post-data).
 
 Pre-data runs in ONE transaction together with the check that no target
-schema exists, the privileges pg_dump leaves out (privileges.py) and the
-ownership marker: either every schema is created, granted and marked, or
-production is untouched. Post-data (PKs, indexes, FKs, triggers,
-policies, matview refresh) runs after the copy through `pg_restore --jobs`,
-which builds independent indexes side by side and PKs before the FKs that
-need them.
+schema exists, the copy's privileges (privileges.py) and the ownership
+marker: either every schema is created, granted and marked, or production
+is untouched. Post-data (PKs, indexes, FKs, triggers, policies, matview
+refresh) runs after the copy through `pg_restore --jobs`, which builds
+independent indexes side by side and PKs before the FKs that need them; the
+schemas' default privileges come last.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def apply_pre(target: Endpoint, store: ArtifactStore,
         try:
             conn.execute(script)
             if owners_and_acls is not None:
-                # what pg_dump's GRANTs miss (pg_init_privs, row and multirange types)
+                # every GRANT (extract leaves pg_dump's out), as each grantor
                 privileges.reconcile(conn, owners_and_acls, manifest.targets, reporter)
             _mark_created(conn, manifest)
             conn.commit()
@@ -98,10 +98,24 @@ def apply_post(target: Endpoint, store: ArtifactStore, *, jobs: int = 2,
             pass_list.write_text("".join(line + "\n" for line in chunk))
             dump.restore_list(archive, pass_list, target, jobs if parallel else 1,
                               maintenance_work_mem)
+        _apply_default_privileges(target, store, manifest, reporter)
         done = Path(tmp) / POST_DONE
         done.write_text(manifest.restore_id + "\n")
         store.put_file(POST_DONE, done)
     reporter.emit("post_data_applied", schemas=manifest.targets, jobs=jobs)
+
+
+def _apply_default_privileges(target: Endpoint, store: ArtifactStore, manifest: Manifest,
+                              reporter: Reporter) -> None:
+    """The copy's `ALTER DEFAULT PRIVILEGES … IN SCHEMA`, last: they must not reach
+    the restored objects (extract leaves pg_dump's DEFAULT ACL entries out)."""
+    owners_and_acls = privileges.load(store)
+    if owners_and_acls is None:
+        return
+    with target.connect(application_name="pgsr-apply-post") as conn:
+        privileges.reconcile_default_privileges(conn, owners_and_acls, manifest.targets,
+                                                reporter)
+        conn.commit()
 
 
 def _describe(exc: psycopg.Error, endpoint: Endpoint) -> str:

@@ -21,6 +21,7 @@ from .errors import DataPlaneError
 
 PG_NAMESPACE = 2615
 PG_CONSTRAINT = 2606
+PG_DEFAULT_ACL = 826
 _TOC_LINE = re.compile(r"^(\d+); (\d+) (\d+) ")
 _RESTRICT = re.compile(r"^\\(un)?restrict [A-Za-z0-9]+$")
 
@@ -98,6 +99,21 @@ def post_data_passes(lines: list[str]) -> list[tuple[list[str], bool]]:
         return [(lines, True)] if lines else []
     passes = [(first, True), (attach, False), (last, True)]
     return [(chunk, parallel) for chunk, parallel in passes if chunk]
+
+
+def is_privilege_entry(entry: TocEntry) -> bool:
+    """GRANT/REVOKE (`ACL`, catalog 0) and `DEFAULT ACL` (pg_default_acl) entries.
+
+    privileges.py applies them instead: pg_dump grants as a role other than the
+    owner with `SET SESSION AUTHORIZATION`, which only a superuser may run (an
+    RDS master user is none), and misses what `pg_init_privs` records. The
+    description follows the catalog fields; for catalog 0 no name comes first.
+    """
+    if entry.catalog == PG_DEFAULT_ACL:
+        return True
+    match = _TOC_LINE.match(entry.line)
+    return entry.catalog == 0 and match is not None and \
+        entry.line[match.end():].startswith("ACL ")
 
 
 def write_list(entries: list[TocEntry], path: Path) -> Path:

@@ -290,6 +290,9 @@ def write_artifacts(source: Endpoint, schema_oids: set[int], mapping: dict[str, 
         raise DataPlaneError("DumpFailed",
                              "the dump does not hold exactly the requested schemas "
                              f"({len(dumped)} dumped, {len(schema_oids)} expected)")
+    # owners and ACLs: privileges.py, as each grantor where PostgreSQL allows
+    pre = [e for e in pre if not dump.is_privilege_entry(e)]
+    post = [e for e in post if not dump.is_privilege_entry(e)]
     if mode == "dms":
         # DMS needs primary keys on the target during its full load.
         pks = _primary_key_oids(source, targets)

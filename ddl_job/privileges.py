@@ -1,22 +1,29 @@
-"""Owners and privileges of the restored schemas, including what pg_dump leaves out.
+"""Owners and privileges of the restored schemas: equal to the copy's.
 
-pg_dump writes an object's GRANTs and REVOKEs relative to its *initial*
-privileges (`pg_init_privs`), and only for objects it dumps on their own. A
-restore into brand-new objects therefore loses (docs/facts.md, privileges):
+pg_dump's GRANTs and REVOKEs are not enough (docs/facts.md, privileges):
 
-- privileges recorded as initial: the `public` schema's `=U/pg_database_owner`
-  (a schema renamed from `public` keeps its OID, hence its `pg_init_privs`
-  row), so the restored schema had no PUBLIC USAGE;
-- privileges on types that are not dumped on their own: a table's, view's or
-  foreign table's row type, and a range's multirange type.
+- they are written relative to an object's *initial* privileges
+  (`pg_init_privs`): the `public` schema's `=U/pg_database_owner` is one, and a
+  schema renamed from `public` keeps its OID, hence that row, so the restored
+  schema had no PUBLIC USAGE;
+- types that are not dumped on their own get none: a table's, view's or
+  foreign table's row type, a range's multirange (whose owner `ALTER TYPE …
+  OWNER` on the range does not change either);
+- objects whose ACL is the default get none, so production's own default
+  privileges for the restoring role stuck to them;
+- a grant made by a role other than the owner is replayed under `SET SESSION
+  AUTHORIZATION`, which only a superuser may run: the whole pre-data failed for
+  anyone else (an RDS master user).
 
 So extract reads every owner and ACL of the renamed schemas in the copy
-(`collect`) and stores them (`save`); apply-pre makes production's ACLs equal
-inside the pre-data transaction (`reconcile`), after pg_dump's own GRANTs;
-verify compares both sides (`compare`). Role names stand for roles on both
-sides (`None` is PUBLIC): copy and production are two clusters with the same
-roles, not the same OIDs. ACLs are compared as effective sets: a NULL ACL is
-its kind's `acldefault`, and the order of aclitems does not matter.
+(`collect`, stored by `save`) and leaves pg_dump's ACL entries out;
+apply-pre makes production's owners and ACLs equal inside the pre-data
+transaction (`reconcile`: each grant as its grantor where PostgreSQL allows,
+else as the owner, reported), apply-post the schemas' default privileges
+(`reconcile_default_privileges`); verify compares both sides (`compare`).
+Role names stand for roles on both sides (`None` is PUBLIC): copy and
+production are two clusters with the same roles, not the same OIDs. ACLs are
+compared as sets of privileges: a NULL ACL is its kind's `acldefault`.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ _PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_$]*$")   # object names listed in a pr
 _ON = {"schema": "SCHEMA", "relation": "TABLE", "sequence": "SEQUENCE", "column": "TABLE",
        "routine": "ROUTINE", "type": "TYPE"}
 # aclexplode's privilege names (MAINTAIN: PostgreSQL 17): SQL keywords, not identifiers.
+_DEFAULT_OBJECT_TYPES = frozenset({"TABLES", "SEQUENCES", "FUNCTIONS", "TYPES", "SCHEMAS"})
 _PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES",
                          "TRIGGER", "EXECUTE", "USAGE", "CREATE", "MAINTAIN"})
 
@@ -82,8 +90,10 @@ o(kind, classid, objid, objsubid, schema, name, col, owner, acl) AS (
     FROM pg_type t JOIN nsp n ON n.oid = t.typnamespace
     WHERE NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid)
     UNION ALL
-    SELECT 'default_acl', 'pg_default_acl'::regclass, d.oid, 0, n.nspname, NULL, NULL,
-           d.defaclrole, d.defaclacl
+    SELECT 'default_acl', 'pg_default_acl'::regclass, d.oid, 0, n.nspname,
+           CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES'
+                WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' WHEN 'n' THEN 'SCHEMAS' END,
+           NULL, d.defaclrole, d.defaclacl
     FROM pg_default_acl d JOIN nsp n ON n.oid = d.defaclnamespace
     UNION ALL  -- objects with an owner and no ACL
     SELECT 'collation', 'pg_collation'::regclass, x.oid, 0, n.nspname, NULL, NULL,
@@ -115,10 +125,11 @@ SELECT o.kind, i.identity, o.schema, o.name, o.col,
        r.rolname,
        ARRAY(SELECT ARRAY[g.rolname, e.rolname, x.privilege_type,
                           CASE WHEN x.is_grantable THEN 'grantable' END]
-             FROM aclexplode(o.acl) x
+             FROM aclexplode(o.acl) WITH ORDINALITY
+                  AS x(grantor, grantee, privilege_type, is_grantable, n)
              JOIN pg_roles g ON g.oid = x.grantor
              LEFT JOIN pg_roles e ON e.oid = x.grantee
-             ORDER BY 1)
+             ORDER BY x.n)
 FROM o CROSS JOIN LATERAL pg_identify_object(o.classid, o.objid, o.objsubid) i
 LEFT JOIN pg_roles r ON r.oid = o.owner
 WHERE """ + _NOT_EXTENSION_MEMBER + """
@@ -158,11 +169,15 @@ class Securable:
     kind: str
     identity: str
     schema: str
-    name: str | None          # relation, routine or type name (for GRANT)
+    name: str | None          # relation, routine or type name; default ACLs: TABLES…
     column: str | None
     signature: str | None     # routines: regprocedure text, quoted by the server
-    owner: str | None
-    grants: frozenset[Grant]
+    owner: str | None         # default ACLs: the role whose new objects they apply to
+    grants: tuple[Grant, ...]   # in aclitem order (granted back in that order)
+
+    @property
+    def grant_set(self) -> frozenset[Grant]:
+        return frozenset(self.grants)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -177,11 +192,11 @@ class Securable:
                 "name": self.name, "column": self.column, "signature": self.signature,
                 "owner": self.owner,
                 "grants": [[g.grantor, g.grantee, g.privilege, g.grantable]
-                           for g in sorted(self.grants, key=_grant_order)]}
+                           for g in self.grants]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Securable:
-        grants = frozenset(Grant(g[0], g[1], g[2], bool(g[3])) for g in data["grants"])
+        grants = tuple(Grant(g[0], g[1], g[2], bool(g[3])) for g in data["grants"])
         return cls(data["kind"], data["identity"], data["schema"], data["name"],
                    data["column"], data["signature"], data["owner"], grants)
 
@@ -202,7 +217,7 @@ def collect(conn: psycopg.Connection, schemas: list[str]) -> Securables:
     found: Securables = {}
     for kind, identity, schema, name, column, signature, owner, acl in conn.execute(
             _COLLECT_SQL, {"schemas": schemas}):
-        grants = frozenset(Grant(g[0], g[1], g[2], g[3] == "grantable") for g in acl)
+        grants = tuple(Grant(g[0], g[1], g[2], g[3] == "grantable") for g in acl)
         item = Securable(kind, identity, schema, name, column, signature, owner, grants)
         found[item.key] = item
     return found
@@ -264,9 +279,10 @@ def reconcile(conn: psycopg.Connection, desired: Securables, schemas: list[str],
     caller's transaction; return what could not be made equal.
 
     Only objects that differ after pg_dump's script are touched. Owners first:
-    a new owner also becomes the grantor of the old owner's grants. Each grant
-    is made as its original grantor (`SET ROLE`); when the restoring role may
-    not act as that role, it is made as the owner and reported.
+    a new owner also becomes the grantor of the old owner's grants. Grants are
+    made in the copy's aclitem order, each as its original grantor (`SET
+    ROLE`); when the restoring role may not act as that role, as the owner,
+    reported.
     """
     actual = collect(conn, schemas)
     owners, notes = _reconcile_owners(conn, desired, actual)
@@ -324,7 +340,7 @@ def _reconcile_acls(conn: psycopg.Connection, desired: Securables, actual: Secur
 def _without_grants(item: Securable) -> Securable:
     """A column with grants in production only: the copy's has none."""
     return Securable(item.kind, item.identity, item.schema, item.name, item.column,
-                     item.signature, item.owner, frozenset())
+                     item.signature, item.owner, ())
 
 
 def _reconcile_one(conn: psycopg.Connection, want: Securable, have: Securable | None,
@@ -332,11 +348,70 @@ def _reconcile_one(conn: psycopg.Connection, want: Securable, have: Securable | 
     """Make one object's ACL equal; a column without grants is not listed."""
     if want.kind not in _ON or (have is None and want.kind != "column"):
         return []   # no ACL of its own, or missing: verify reports it
-    have_grants = have.grants if have is not None else frozenset()
-    if have_grants == want.grants:
+    have_grants = have.grant_set if have is not None else frozenset()
+    if have_grants == want.grant_set:
         return []
     changed.append(want.label)
     return _make_equal(conn, want, have_grants)
+
+
+def reconcile_default_privileges(conn: psycopg.Connection, desired: Securables,
+                                 schemas: list[str], reporter: Reporter) -> list[str]:
+    """Make production's default privileges in `schemas` equal the copy's (after
+    post-data: they must not touch the restored objects); return what could not.
+
+    `ALTER DEFAULT PRIVILEGES FOR ROLE r` needs membership in r (or a
+    superuser): when refused, it is reported and left out."""
+    actual = collect(conn, schemas)
+    changed: list[str] = []
+    notes: list[str] = []
+    for key in sorted(k for k in set(desired) | set(actual) if k[0] == "default_acl"):
+        have = actual.get(key)
+        want = desired.get(key) or _without_grants(actual[key])
+        held = {(g.grantee, g.privilege): g.grantable for g in (have.grants if have else ())}
+        wanted = {(g.grantee, g.privilege): g.grantable for g in want.grants}
+        if held == wanted:
+            continue
+        changed.append(want.label)
+        for right, grantable in held.items():
+            if right not in wanted or (grantable and not wanted[right]):
+                notes += _attempt(conn, want, _default_revoke(want, *right, right in wanted))
+        for right, grantable in wanted.items():
+            if right not in held or (grantable and not held[right]):
+                notes += _attempt(conn, want, _default_grant(want, *right, grantable))
+    if changed:
+        reporter.emit("default_privileges_reconciled", objects=changed[:_LISTED],
+                      count=len(changed))
+    for note in notes:
+        reporter.emit("warning", caveat="Privileges", message=note)
+    return notes
+
+
+def _default_clause(obj: Securable) -> sql.Composable:
+    """`ALTER DEFAULT PRIVILEGES FOR ROLE r IN SCHEMA s`."""
+    assert obj.owner is not None
+    return sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {}").format(
+        sql.Identifier(obj.owner), sql.Identifier(obj.schema))
+
+
+def _default_objects(obj: Securable) -> sql.Composable:
+    if obj.name not in _DEFAULT_OBJECT_TYPES:
+        raise DataPlaneError("InvalidArtifacts", f"unknown default ACL type {obj.name!r}")
+    return sql.SQL(obj.name)
+
+
+def _default_grant(obj: Securable, grantee: str | None, privilege: str,
+                   grantable: bool) -> sql.Composable:
+    return sql.SQL("{} GRANT {} ON {} TO {}{}").format(
+        _default_clause(obj), _privilege(obj, privilege), _default_objects(obj),
+        _role(grantee), sql.SQL(" WITH GRANT OPTION" if grantable else ""))
+
+
+def _default_revoke(obj: Securable, grantee: str | None, privilege: str,
+                    option_only: bool) -> sql.Composable:
+    return sql.SQL("{} REVOKE {}{} ON {} FROM {}").format(
+        _default_clause(obj), sql.SQL("GRANT OPTION FOR " if option_only else ""),
+        _privilege(obj, privilege), _default_objects(obj), _role(grantee))
 
 
 def _still_different(desired: Securables, actual: Securables) -> list[str]:
@@ -374,8 +449,9 @@ def _make_equal(conn: psycopg.Connection, want: Securable,
 
 
 def _grant_order_by_option(grants: list[Grant], owner: str | None) -> list[Grant]:
-    """The owner's grants first, then each grantor once it holds the grant option."""
-    pending = sorted(grants, key=_grant_order)
+    """The owner's grants first, then each grantor once it holds the grant option;
+    otherwise in the copy's aclitem order."""
+    pending = list(grants)
     options: set[tuple[str | None, str]] = set()
     ordered: list[Grant] = []
     while pending:
@@ -495,11 +571,12 @@ def compare(source: Securables, target: Securables,
             failures.append(Difference("owner", item.schema, item.label, src.owner, tgt.owner,
                                        f"{prefix}: owner: source {src.owner}, "
                                        f"target {tgt.owner}"))
-        s_grants = src.grants if src else frozenset()
-        t_grants = tgt.grants if tgt else frozenset()
+        s_grants = src.grant_set if src else frozenset()
+        t_grants = tgt.grant_set if tgt else frozenset()
         if s_grants == t_grants:
             continue
-        excused = _excused_grantors(s_grants, t_grants, can_act_as)
+        excused = (_excused_default(item, can_act_as) if item.kind == "default_acl"
+                   else _excused_grantors(s_grants, t_grants, can_act_as))
         if excused is not None:
             warnings.append(f"{prefix}: {excused}")
             continue
@@ -516,6 +593,14 @@ def _acl_diff(source: frozenset[Grant], target: frozenset[Grant]) -> list[str]:
              for g in sorted(source - target, key=_grant_order)]
             + [f"{g.describe()}: only in target"
                for g in sorted(target - source, key=_grant_order)])
+
+
+def _excused_default(item: Securable, can_act_as: ActingRoles) -> str | None:
+    """Default privileges for a role can only be set by its members (or a superuser)."""
+    if item.owner is None or can_act_as(item.owner):
+        return None
+    return (f"default privileges differ: {can_act_as.role} cannot set default privileges "
+            f"for role {item.owner} (not a member of it)")
 
 
 def _excused_grantors(source: frozenset[Grant], target: frozenset[Grant],
