@@ -246,11 +246,11 @@ def test_production_default_privileges_do_not_leak_into_restored_objects(
         expected = effective_acl_rows(conn, "ten")
     run = from_copy(copyhost.dsn(src), prod.dsn(tgt), ["ten"], tmp_path / "a")
     assert run.returncode == 0, str(run)
-    assert run.last["result"]["verify"]["warnings"] == []
     with prod.connect(tgt) as conn:
         assert effective_acl_rows(conn, "ten_r1") == expected
         assert one(conn, "SELECT has_function_privilege('public', 'ten_r1.span(int, int)', "
                          "'EXECUTE')") is True
+    assert run.last["result"]["verify"]["warnings"] == []
 
 
 def test_verify_fails_on_each_tampered_owner_or_privilege(copyhost, prod, restored):
