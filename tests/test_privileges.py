@@ -8,7 +8,11 @@ dump-and-restore loses some of them:
   renamed from `public` keeps its OID, hence its `pg_init_privs` row): the
   restored schema had no PUBLIC USAGE, so a non-superuser table owner's
   foreign-key checks and a SECURITY DEFINER routine's helpers failed;
-- USAGE on a table's row type and on a range's multirange type.
+- USAGE on a table's row type and on a range's multirange type (and the
+  multirange's owner);
+- objects whose ACL is the default got production's default privileges;
+- a grant by a role other than the owner needs SET SESSION AUTHORIZATION,
+  so a non-superuser restore failed outright.
 
 The restored schemas must equal the copy's in every owner and ACL (exact
 aclitem arrays, default privileges included), verify must say so, and verify
@@ -234,7 +238,8 @@ def test_production_default_privileges_do_not_leak_into_restored_objects(
         copyhost, prod, new_db, roles, tmp_path):
     """Production's own default privileges for the restoring role apply to every object
     pre-data creates; pg_dump writes nothing for an object whose ACL is the default,
-    so without reconciling the restored objects got production's extras and lacks."""
+    so without reconciling the restored objects got production's extra grants and
+    lost PUBLIC's EXECUTE."""
     src, tgt = new_db(copyhost, "psrc"), new_db(prod, "ptgt")
     copyhost.execute(TENANT_SQL, src)
     prod.execute(fmt("""
