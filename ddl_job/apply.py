@@ -1,15 +1,16 @@
 """apply: create the schemas in production (pre-data), finish them (post-data).
 
 Pre-data runs in ONE transaction together with the check that no target
-schema exists and the ownership marker: either every schema is created and
-marked, or production is untouched. Post-data (PKs, indexes, FKs, triggers,
-policies, matview refresh) runs after the copy through `pg_restore --jobs`,
-which builds independent indexes side by side and PKs before the FKs that
-need them. Foreign keys to tables outside the restored schemas are added
-NOT VALID and validated by `foreign_keys`, so that production rows deleted
-since the restore point cannot fail the restore after the copy; then
-constraints PostgreSQL created under other names than the copy's (clones on
-partitions) are renamed (`constraints.py`).
+schema exists, the copy's owners and privileges (`privileges.py`) and the
+ownership marker: either every schema is created, granted and marked, or
+production is untouched. Post-data (PKs, indexes, FKs, triggers, policies,
+matview refresh) runs after the copy through `pg_restore --jobs`, which
+builds independent indexes side by side and PKs before the FKs that need
+them. Foreign keys to tables outside the restored schemas are added NOT
+VALID and validated by `foreign_keys`, so that production rows deleted since
+the restore point cannot fail the restore after the copy; then constraints
+PostgreSQL created under other names than the copy's (clones on partitions)
+are renamed (`constraints.py`); the schemas' default privileges come last.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import constraints, dump, foreign_keys
+from . import constraints, dump, foreign_keys, privileges
 from .artifacts import ArtifactStore
 from .catalog import existing_schemas, schemas_marked_by
 from .conn import Endpoint
@@ -38,6 +39,7 @@ def apply_pre(target: Endpoint, store: ArtifactStore,
     reporter = reporter or NullReporter()
     manifest = Manifest.load(store)
     script = store.read_text(PRE_SQL)
+    owners_and_acls = privileges.load(store)
     with target.connect(application_name="pgsr-apply-pre") as conn:
         conn.execute("SET lock_timeout = '30s'")
         existing = existing_schemas(conn, manifest.targets)
@@ -53,6 +55,9 @@ def apply_pre(target: Endpoint, store: ArtifactStore,
         try:
             conn.execute(script)
             _align_multirange_owners(conn, manifest.targets, reporter)
+            if owners_and_acls is not None:
+                # every GRANT (extract leaves pg_dump's out), as each grantor
+                privileges.reconcile(conn, owners_and_acls, manifest.targets, reporter)
             _mark_created(conn, manifest)
             conn.commit()
         except psycopg.Error as exc:
@@ -155,6 +160,7 @@ def apply_post(target: Endpoint, store: ArtifactStore, *, jobs: int = 2,
         keys = report.to_result()
         result = {"schemas": manifest.targets, **keys, "renamed": names["renamed"],
                   "warnings": keys["warnings"] + names["warnings"]}
+        _apply_default_privileges(target, store, manifest, reporter)
         _put_json(store, Path(tmp) / POST_RESULT, result)
         done = Path(tmp) / POST_DONE
         done.write_text(manifest.restore_id + "\n")
@@ -191,6 +197,19 @@ def rename_constraints(target: Endpoint, store: ArtifactStore, manifest: Manifes
             raise DataPlaneError("PostDataFailed",
                                  f"renaming constraints failed: {_describe(exc, target)}"
                                  ) from None
+
+
+def _apply_default_privileges(target: Endpoint, store: ArtifactStore, manifest: Manifest,
+                              reporter: Reporter) -> None:
+    """The copy's `ALTER DEFAULT PRIVILEGES … IN SCHEMA`, last: they must not reach
+    the restored objects (extract leaves pg_dump's DEFAULT ACL entries out)."""
+    owners_and_acls = privileges.load(store)
+    if owners_and_acls is None:
+        return
+    with target.connect(application_name="pgsr-apply-post") as conn:
+        privileges.reconcile_default_privileges(conn, owners_and_acls, manifest.targets,
+                                                reporter)
+        conn.commit()
 
 
 def _describe(exc: psycopg.Error, endpoint: Endpoint) -> str:

@@ -22,6 +22,7 @@ from .errors import DataPlaneError
 
 PG_NAMESPACE = 2615
 PG_CONSTRAINT = 2606
+PG_DEFAULT_ACL = 826
 _TOC_LINE = re.compile(r"^(\d+); (\d+) (\d+) ")
 _RESTRICT = re.compile(r"^\\restrict ([A-Za-z0-9]+)$")
 _VERSION = re.compile(r"\) (\d+)(?:\.(\d+))?")
@@ -142,6 +143,21 @@ def without_entries(lines: list[str], dump_ids: set[int]) -> list[str]:
         if match is None or int(match[1]) not in dump_ids:
             kept.append(line)
     return kept
+
+
+def is_privilege_entry(entry: TocEntry) -> bool:
+    """GRANT/REVOKE (`ACL`, catalog 0) and `DEFAULT ACL` (pg_default_acl) entries.
+
+    privileges.py applies them instead: pg_dump grants as a role other than the
+    owner with `SET SESSION AUTHORIZATION`, which only a superuser may run (an
+    RDS master user is none), and misses what `pg_init_privs` records. The
+    description follows the catalog fields; for catalog 0 no name comes first.
+    """
+    if entry.catalog == PG_DEFAULT_ACL:
+        return True
+    match = _TOC_LINE.match(entry.line)
+    return entry.catalog == 0 and match is not None and \
+        entry.line[match.end():].startswith("ACL ")
 
 
 def write_list(entries: list[TocEntry], path: Path) -> Path:

@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from . import constraints, dump, foreign_keys, inheritance
+from . import constraints, dump, foreign_keys, inheritance, privileges
 from .artifacts import ArtifactStore
 from .catalog import existing_schemas, schemas_marked_by
 from .caveats import report_caveats
@@ -72,10 +72,16 @@ def extract(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str,
                 f"source {source.describe()} and target {target.describe()} are the same "
                 "database; extract only runs on a disposable copy")
         check_targets_free(tgt, mapping, target, restore_id)
+        # old and new names: a resumed run finds some schemas already renamed
+        privileges.check_roles_exist(src, tgt, list(mapping) + list(mapping.values()),
+                                     target.describe())
         tgt.rollback()
+        src.rollback()
         reporter.emit("checked", schemas=mapping, target=target.describe())
         rewritten, warnings = rename_in_copy(src, mapping, restore_id, source, reporter)
         version = src.info.server_version
+        owners_and_acls = privileges.collect(src, list(mapping.values()))
+        src.rollback()
 
     with tempfile.TemporaryDirectory(prefix="pgsr-extract-") as tmp:
         workdir = Path(tmp)
@@ -84,6 +90,7 @@ def extract(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str,
         with inheritance.detached(source, relinks):
             outside = write_artifacts(source, _namespace_oids(source, list(mapping.values())),
                                       mapping, mode, workdir, store, relinks)
+        privileges.save(owners_and_acls, store, workdir)
         manifest = Manifest(restore_id=restore_id, mode=mode, schemas=mapping,
                             source_database=source.dbname, server_version=version,
                             rewritten_functions=rewritten, warnings=warnings,
@@ -310,6 +317,9 @@ def write_artifacts(source: Endpoint, schema_oids: set[int], mapping: dict[str, 
         raise DataPlaneError("DumpFailed",
                              "the dump does not hold exactly the requested schemas "
                              f"({len(dumped)} dumped, {len(schema_oids)} expected)")
+    # owners and ACLs: privileges.py, as each grantor where PostgreSQL allows
+    pre = [e for e in pre if not dump.is_privilege_entry(e)]
+    post = [e for e in post if not dump.is_privilege_entry(e)]
     if mode == "dms":
         # DMS needs primary keys on the target during its full load.
         pks = _primary_key_oids(source, targets)

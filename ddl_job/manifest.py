@@ -24,6 +24,7 @@ POST_DONE = "post-data.done"  # written once post-data succeeded (resumed runs s
 POST_RESULT = "post-data.json"  # what post-data reported (warnings, keys kept NOT VALID)
 RELINKS = "relinks.json"      # inheritance children created in attnum order, then attached
 CONSTRAINTS = "constraints.json"  # the copy's constraints: production's names follow them
+PRIVILEGES = "privileges.json"  # the copy's owners and ACLs (privileges.py)
 
 
 @dataclass

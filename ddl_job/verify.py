@@ -16,7 +16,11 @@ names, so both sides are compared name for name:
   validated, deferrable) and by name; a name PostgreSQL makes impossible to
   reproduce, and inheritance flags no DDL can set, are warnings that say why;
 - materialized views are populated and hold the same number of rows;
-- sequence values (`last_value`, `is_called`).
+- sequence values (`last_value`, `is_called`);
+- owners and effective ACLs of the schemas and of every object in them
+  (columns and default privileges included; `privileges.py`): a difference
+  fails, except grantors the target's role could not have acted as, which
+  are warnings saying why.
 
 A foreign key to a table outside the schemas that post-data kept NOT VALID
 (or left out: a partitioned table before PostgreSQL 18) because production
@@ -38,7 +42,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import catalog, constraints
+from . import catalog, constraints, privileges
 from .conn import Endpoint
 from .errors import DataPlaneError
 from .names import shown, validate_schema_list, visible
@@ -206,6 +210,8 @@ class _Side:
     column_order: dict[tuple[str, str], tuple[tuple[str, bool, int], ...]] = field(
         default_factory=dict)
     constraints: list[constraints.Constraint] = field(default_factory=list)
+    privileges: privileges.Securables = field(default_factory=dict)
+    acting: privileges.ActingRoles | None = None   # the roles this side's role may act as
 
 
 # The reported keys and, on partitioned tables, their partitions' clones.
@@ -254,6 +260,7 @@ def _collect(endpoint: Endpoint, schemas: list[str], reporter: Reporter,
                                     conn.execute(_INVALID_INDEXES_SQL, params).fetchall()]
             _collect_column_order(conn, schemas, side)
             _collect_constraints(conn, schemas, side)
+            _collect_privileges(conn, schemas, side)
             for schema, name in catalog.list_sequences(conn, schemas):
                 row = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(
                     sql.Identifier(schema, name))).fetchone()
@@ -424,6 +431,25 @@ def _item(kind: str, schema: str, obj: str | None, src: Any, tgt: Any,
             "message": message}
 
 
+
+def _collect_privileges(conn: psycopg.Connection, schemas: list[str], side: _Side) -> None:
+    """Owners and ACLs of every object, and who this side's role may act as."""
+    side.privileges = privileges.collect(conn, schemas)
+    side.acting = privileges.ActingRoles.of(conn)
+
+
+def _compare_privileges(source: _Side, target: _Side
+                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Owner/ACL mismatches, and the warnings for grantors the target's (restoring)
+    role could not have reproduced."""
+    assert target.acting is not None
+    differences, warnings = privileges.compare(source.privileges, target.privileges,
+                                               target.acting)
+    mismatches = [{"kind": d.kind, "schema": d.schema, "object": d.object, "source": d.source,
+                   "target": d.target, "message": d.message} for d in differences]
+    return mismatches, [_item("privileges", "", None, None, None, text) for text in warnings]
+
+
 def _count(conn: psycopg.Connection, schema: str, name: str) -> int:
     row = conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(
         sql.Identifier(schema, name))).fetchone()
@@ -552,7 +578,7 @@ def verify(source: Endpoint, target: Endpoint, schemas: list[str], *,
 
     mismatches = _compare(src_side, tgt_side, schemas)
     warnings: list[dict[str, Any]] = []
-    for comparer in (_compare_column_order, _compare_constraints):
+    for comparer in (_compare_column_order, _compare_constraints, _compare_privileges):
         failed, warned = comparer(src_side, tgt_side)
         mismatches += failed
         warnings += warned
