@@ -335,6 +335,8 @@ def test_verify_grantor_difference_is_a_warning_only_when_it_cannot_be_reproduce
     report = verify(source, as_owner, ["gx"], reporter=NullReporter())
     assert report["ok"] is True
     assert len(report["warnings"]) == 1, report["warnings"]
+    assert report["warnings"][0]["kind"] == "privileges"
+    report["warnings"] = [w["message"] for w in report["warnings"]]
     assert "relation gx.t" in report["warnings"][0]
     assert f"granted by {WRITER} in the source, by {OWNER} in the target" in \
         report["warnings"][0]
@@ -364,7 +366,7 @@ def test_non_superuser_restore_grants_as_closely_as_postgresql_allows(
     run = from_copy(copyhost.dsn(src, user=OWNER, password=OWNER_PASSWORD),
                     prod.dsn(tgt, user=OWNER, password=OWNER_PASSWORD), ["gx"], tmp_path / "a")
     assert run.returncode == 0, str(run)
-    warnings = run.last["result"]["verify"]["warnings"]
+    warnings = [w["message"] for w in run.last["result"]["verify"]["warnings"]]
     assert [w.split(": ")[0] for w in warnings] == [
         f"gx_r1 for role {WRITER} in schema gx_r1 on tables", "gx_r1 relation gx_r1.t",
         "gx_r1 type gx_r1.span_multirange"], warnings
