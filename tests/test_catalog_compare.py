@@ -47,8 +47,11 @@ CREATE TABLE app.item (id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 CREATE INDEX item_qty ON app.item (qty) WHERE qty > 1;
 CREATE SEQUENCE app.counter START 5 INCREMENT 5;
 SELECT setval('app.counter', 50);
-CREATE VIEW app.v_item AS SELECT i.id, p.name FROM app.item i JOIN app.parent p ON p.id = i.parent_id;
-{ROUTINES.format(s="app")}CREATE TRIGGER item_touch BEFORE INSERT ON app.item FOR EACH ROW EXECUTE FUNCTION app.touch();
+CREATE VIEW app.v_item AS
+    SELECT i.id, p.name FROM app.item i JOIN app.parent p ON p.id = i.parent_id;
+{ROUTINES.format(s="app")}
+CREATE TRIGGER item_touch BEFORE INSERT ON app.item
+    FOR EACH ROW EXECUTE FUNCTION app.touch();
 CREATE RULE parent_log AS ON DELETE TO app.parent DO ALSO NOTIFY parent_deleted;
 ALTER TABLE app.item ENABLE ROW LEVEL SECURITY;
 CREATE POLICY small ON app.item FOR SELECT TO {ROLE} USING (qty < 10);
@@ -93,18 +96,21 @@ DAMAGES = [
     ("ALTER TABLE app_r.item OWNER TO {role}", "[relation] app.item: owner"),
     ("REVOKE USAGE ON SCHEMA app_r FROM {role}", "[schema] app: acl"),
     ("REVOKE UPDATE (qty) ON app_r.item FROM {role}", "[column] app.item.qty: acl"),
-    ("GRANT EXECUTE ON FUNCTION app_r.count_items() TO {role}", "[function] app.count_items(): acl"),
+    ("GRANT EXECUTE ON FUNCTION app_r.count_items() TO {role}",
+     "[function] app.count_items(): acl"),
     ("ALTER DEFAULT PRIVILEGES IN SCHEMA app_r REVOKE SELECT ON TABLES FROM {role}",
      "[default privileges]"),
     ("COMMENT ON SCHEMA app_r IS NULL", "[schema] app: comment"),
     ("COMMENT ON COLUMN app_r.item.qty IS 'many'", "[column] app.item.qty: comment"),
-    ("ALTER TABLE app_r.parent DROP COLUMN late CASCADE; ALTER TABLE app_r.parent ADD COLUMN late integer;"
+    ("ALTER TABLE app_r.parent DROP COLUMN late; ALTER TABLE app_r.parent ADD COLUMN late integer;"
      "ALTER TABLE app_r.child DROP COLUMN extra; ALTER TABLE app_r.child ADD COLUMN extra text",
      "[relation] app.child: columns"),
-    ("ALTER TABLE app_r.parent ALTER COLUMN name DROP DEFAULT", "[column] app.parent.name: default"),
+    ("ALTER TABLE app_r.parent ALTER COLUMN name DROP DEFAULT",
+     "[column] app.parent.name: default"),
     ("ALTER TABLE app_r.item RENAME CONSTRAINT qty_small TO qty_tiny",
      "[constraint] app.item.qty_small: named 'qty_tiny' in target"),
-    ("ALTER TABLE app_r.item VALIDATE CONSTRAINT qty_sane", "[constraint] app.item.qty_sane: validated"),
+    ("ALTER TABLE app_r.item VALIDATE CONSTRAINT qty_sane",
+     "[constraint] app.item.qty_sane: validated"),
     ("ALTER TABLE app_r.item ALTER CONSTRAINT item_parent_id_fkey NOT DEFERRABLE",
      "[constraint] app.item.item_parent_id_fkey: deferrable"),
     ("DROP INDEX app_r.item_qty; CREATE INDEX item_qty ON app_r.item (qty)",
@@ -165,8 +171,11 @@ def test_a_missing_target_schema_is_reported(pair):
 
 def test_renamer_rules():
     rename = Renamer({"app_r": "app"})
-    assert rename("SET search_path TO 'app_r', 'public'") == "SET search_path TO '«app»', 'public'"
-    assert rename("SELECT app_r.f(x) FROM app_rx.t, y.app_r") == "SELECT «app».f(x) FROM app_rx.t, y.app_r"
+    assert rename("SET search_path TO 'app_r', 'public'") == \
+        "SET search_path TO '«app»', 'public'"
+    assert rename("SELECT app_r.f(x) FROM app_rx.t, y.app_r") == \
+        "SELECT «app».f(x) FROM app_rx.t, y.app_r"
+    assert rename("SET search_path TO app_r, public") == "SET search_path TO «app», public"
     assert rename("set_config('search_path', 'app_r, public', false)") == \
         "set_config('search_path', '«app», public', false)"
     assert rename("'hello app_r'") == "'hello app_r'"

@@ -318,15 +318,20 @@ def diff_data(source: psycopg.Connection, target: psycopg.Connection, mapping: d
 
 def compare_schemas(source: psycopg.Connection, target: psycopg.Connection,
                     mapping: dict[str, str], *, data: bool = True,
-                    marker_prefix: str | None = None) -> list[str]:
+                    marker_prefix: str | None = None,
+                    counts: dict[str, int] | None = None) -> list[str]:
     """Differences between each source schema and its target schema
     (`mapping`: source name -> target name); empty when identical.
 
     `marker_prefix`: the target schemas' comments end with a line starting
     with it (the restore's ownership marker), which is not a difference.
+    `counts`, if given, receives how many source objects of each kind were
+    compared (what an empty result vouches for).
     """
     src = snapshot(source, {s: s for s in mapping})
     tgt = snapshot(target, {t: s for s, t in mapping.items()})
+    if counts is not None:
+        counts.update({label: len(objects) for label, objects in src.items() if objects})
     out = []
     for s, t in mapping.items():
         if not src["schema"].get((s,)):

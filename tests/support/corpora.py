@@ -151,9 +151,9 @@ def run_psql_files(cluster: LocalCluster, db: str, files: list[Path], *,
         began = time.monotonic()
         proc = subprocess.run(
             [str(server_bindir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=0",
-             "-f", str(path)], check=False, env=_psql_env(cluster, db, env or {}), cwd=path.parent,
-            capture_output=True, text=True, timeout=timeout)
-        if proc.returncode not in (0, 3):   # 3: a script error psql went past
+             "-f", str(path)], check=False, env=_psql_env(cluster, db, env or {}),
+            cwd=path.parent, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:   # statement errors are not psql's: 1 = no file, 2 = lost
             raise RuntimeError(f"psql -f {path} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
         errors = [m.group(2) for m in _ERROR_LINE.finditer(proc.stderr)]
         load.scripts.append(path.stem)
@@ -195,6 +195,8 @@ def load_regress(cluster: LocalCluster, db: str, schema: str,
     """The selection into one fresh schema that every role may create in (as
     the regression suite's `public`)."""
     folder = require_regress()
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
+        raise ValueError(f"{schema!r}: PGOPTIONS carries it unquoted; use a plain name")
     with cluster.connect(db, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         conn.execute(sql.SQL("GRANT ALL ON SCHEMA {} TO PUBLIC").format(sql.Identifier(schema)))
