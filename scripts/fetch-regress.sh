@@ -8,7 +8,7 @@
 #   scripts/fetch-regress.sh              fetch if needed; last line: PGSR_REGRESS_DIR=<dir>
 #   scripts/fetch-regress.sh --print-dir  print the cached dir and exit 0, or exit 1
 #
-# Cache: $PGSR_REGRESS_CACHE (default /var/cache/pg-schema-restore/pg15-regress)
+# Cache: $PGSR_REGRESS_DIR (default /var/cache/pg-schema-restore/pg15-regress)
 # holds sql/ (every script), data/ (only the DATA_FILES below: what the
 # selection in tests/support/corpora.py reads), parallel_schedule, VERSION
 # (the Debian source version) and a .complete marker listing the data files.
@@ -22,7 +22,7 @@
 # Debian 12 and 13 (trixie has no postgresql-15 source; bookworm's is used).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-CACHE="${PGSR_REGRESS_CACHE:-/var/cache/pg-schema-restore/pg15-regress}"
+CACHE="${PGSR_REGRESS_DIR:-/var/cache/pg-schema-restore/pg15-regress}"
 # The data files the selected scripts COPY from (test_setup: the shared
 # tables; create_index, create_view, constraints: their own).
 DATA_FILES=(onek tenk person emp student stud_emp streets array rect real_city constro constrf)
