@@ -165,8 +165,8 @@ def test_the_restore_marker_is_not_a_difference(pair):
 
 def test_a_missing_target_schema_is_reported(pair):
     source, target = pair
-    assert "[schema] app: target schema 'app_s' does not exist" in \
-        compare_schema(source, "app", target, "app_s")
+    assert compare_schema(source, "app", target, "app_s") == \
+        ["[schema] app: target schema 'app_s' does not exist"]
 
 
 def test_renamer_rules():

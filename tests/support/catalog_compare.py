@@ -333,11 +333,19 @@ def compare_schemas(source: psycopg.Connection, target: psycopg.Connection,
     if counts is not None:
         counts.update({label: len(objects) for label, objects in src.items() if objects})
     out = []
+    absent = set()
     for s, t in mapping.items():
-        if not src["schema"].get((s,)):
+        if (s,) not in src["schema"]:
             out.append(f"[schema] {s}: missing in source")
-        if not tgt["schema"].get((s,)):
+            absent.add(s)
+        if (s,) not in tgt["schema"]:
             out.append(f"[schema] {s}: target schema {t!r} does not exist")
+            absent.add(s)
+    if absent:   # one line, not one per object of a schema that is not there
+        for snap in (src, tgt):
+            for objects in snap.values():
+                for key in [k for k in objects if k[0] in absent]:
+                    del objects[key]
     out += diff_snapshots(src, tgt, marker_prefix=marker_prefix)
     if data:
         _configure(source)
