@@ -155,6 +155,7 @@ PAGILA_DAMAGE = """
 """
 
 
+@corpora.needs_pagila
 def test_pagila_public_restored_identical(prod, copyhost, new_db, clone_db):
     corpora.require_pagila()
     corpus = prepare(prod, copyhost, new_db, clone_db, "pagila", corpora.load_pagila,
@@ -219,6 +220,7 @@ def load_tenant(cluster: LocalCluster, db: str) -> corpora.Load:
     return load
 
 
+@corpora.needs_pagila
 def test_pagila_tenant_and_reports_restored_identical(prod, copyhost, new_db, clone_db):
     corpora.require_pagila()
     for cluster in (prod, copyhost):
@@ -227,6 +229,7 @@ def test_pagila_tenant_and_reports_restored_identical(prod, copyhost, new_db, cl
     restore_and_compare(corpus, ["pagila", "reports"])
 
 
+@corpora.needs_pagila
 def test_reports_alone_keep_pointing_at_production_pagila(prod, copyhost, new_db, clone_db):
     """Only `reports` is restored: its views, FK, function bodies and column
     types must still name production's `pagila` (cross-schema references to

@@ -103,15 +103,27 @@ def pagila_dir() -> Path:
     return Path(configured) if configured else REPO.parent / "shared" / "data" / "pagila"
 
 
-def require_pagila() -> Path:
-    """The pagila folder, or skip the test saying where it was looked for."""
+def pagila_missing() -> str | None:
+    """Why pagila cannot be loaded (None: it can)."""
     folder = pagila_dir()
     missing = [name for name in ("pagila-schema.sql", "pagila-data.sql")
                if not (folder / name).is_file()]
     if missing:
-        pytest.skip(f"pagila corpus not found: {', '.join(missing)} missing in {folder} "
-                    f"(set {PAGILA_ENV} to its folder)")
-    return folder
+        return (f"pagila corpus not found: {', '.join(missing)} missing in {folder} "
+                f"(set {PAGILA_ENV} to its folder)")
+    return None
+
+
+# For tests: skipped before any cluster starts.
+needs_pagila = pytest.mark.skipif(pagila_missing() is not None, reason=pagila_missing() or "")
+
+
+def require_pagila() -> Path:
+    """The pagila folder, or skip the test saying where it was looked for."""
+    reason = pagila_missing()
+    if reason:
+        pytest.skip(reason)
+    return pagila_dir()
 
 
 def regress_dir() -> Path:
