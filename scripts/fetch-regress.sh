@@ -73,7 +73,7 @@ fi
 T0=$(date +%s)
 WORK="$(mktemp -d "$PARENT/.regress-fetch.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
-# shellcheck source=lib/bookworm-apt.sh
+# shellcheck source=scripts/lib/bookworm-apt.sh
 . "$HERE/lib/bookworm-apt.sh"
 bookworm_apt_init "$WORK/apt"
 

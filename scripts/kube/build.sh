@@ -157,7 +157,7 @@ step "private apt configuration for Debian 12 (bookworm), whatever the host runs
 PGSR_BOOKWORM_SOURCES="${PGSR_KUBE_DEBSRC:-${PGSR_BOOKWORM_SOURCES:-}}"
 PGSR_BOOKWORM_MIRROR="${PGSR_KUBE_MIRROR:-${PGSR_BOOKWORM_MIRROR:-}}"
 PGSR_BOOKWORM_SECURITY_MIRROR="${PGSR_KUBE_SECURITY_MIRROR:-${PGSR_BOOKWORM_SECURITY_MIRROR:-}}"
-# shellcheck source=../lib/bookworm-apt.sh
+# shellcheck source=scripts/lib/bookworm-apt.sh
 . "$HERE/../lib/bookworm-apt.sh"
 bookworm_apt_init "$WORK/apt"
 
