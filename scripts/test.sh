@@ -3,7 +3,9 @@
 # (end-to-end tests included), in parallel (pytest-xdist).
 #
 #   ./scripts/test.sh            everything: unit, PostgreSQL, moto, the real
-#                                kube-apiserver (built and cached the first time)
+#                                kube-apiserver (built and cached the first time),
+#                                the real-world corpora (PostgreSQL's regression
+#                                scripts fetched and cached the first time)
 #   ./scripts/test.sh --fast     the fast tier: `-m "not e2e and not aws and not kube"`; a later -m wins
 #                                (no moto, no control plane, no kube build)
 #
@@ -24,8 +26,13 @@ done
 tier=()
 if [ "$fast" = 1 ]; then
   tier=(-m "not e2e and not aws and not kube")
+  # The corpora tests are e2e; a later -m may still select them. Cached:
+  # instant; cold: one ~25 MB apt download. Offline, the fast tier goes on.
+  ./scripts/fetch-regress.sh >/dev/null || echo "note: regression scripts not fetched;" \
+    "tests/test_corpora.py will fail until ./scripts/fetch-regress.sh succeeds" >&2
 else
-  # Built before pytest (once per machine, cached): never inside a test.
+  # Fetched and built before pytest (once per machine, cached): never inside a test.
+  ./scripts/fetch-regress.sh
   ./scripts/kube/build.sh
 fi
 exec .venv/bin/python -m pytest -n "${PGSR_TEST_WORKERS:-4}" --dist worksteal \

@@ -27,7 +27,8 @@
 #   2. through a private sources list + private lists/cache dirs (the
 #      system's apt configuration is left untouched): `deb` and `deb-src`
 #      lines for bookworm, bookworm-updates and bookworm-security on the
-#      mirrors the system's Debian sources use (deb.debian.org otherwise)
+#      mirrors the system's Debian sources use (deb.debian.org otherwise);
+#      shared with scripts/fetch-regress.sh in scripts/lib/bookworm-apt.sh
 #   3. apt-get source kubernetes (1.20.x), apt-get download golang-1.19-go,
 #      golang-1.19-src, the reflect2 / json-iterator -dev packages and
 #      kubernetes-client; dpkg-deb -x them into the build dir
@@ -41,8 +42,10 @@
 #
 # Overrides: PGSR_KUBE_DEBSRC: the whole private sources list, one-line
 # format (`deb-src` lines alone get matching `deb` lines); PGSR_KUBE_MIRROR /
-# PGSR_KUBE_SECURITY_MIRROR: the bookworm mirror URIs.
+# PGSR_KUBE_SECURITY_MIRROR: the bookworm mirror URIs (or the shared
+# PGSR_BOOKWORM_SOURCES / _MIRROR / _SECURITY_MIRROR, see scripts/lib/).
 set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
 
 CACHE_ROOT="${PGSR_KUBE_CACHE:-/var/cache/pg-schema-restore}"
 WANT="${PGSR_KUBE_VERSION:-1.20}"
@@ -146,87 +149,17 @@ if dir="$(find_cached)"; then
 fi
 WORK="$CACHE_ROOT/build"
 rm -rf "$WORK"
-mkdir -p "$WORK/apt/lists/partial" "$WORK/apt/cache/archives/partial" "$WORK/apt/parts" \
-         "$WORK/apt/preferences.d" "$WORK/src" "$WORK/debs" "$WORK/tools"
+mkdir -p "$WORK/src" "$WORK/debs" "$WORK/tools"
 
 step "private apt configuration for Debian 12 (bookworm), whatever the host runs"
-# The host's Debian sources as "URI SUITE" lines (deb822 *.sources and
-# one-line *.list / sources.list; `deb` entries only; disabled files, i.e.
-# other suffixes, are ignored like apt does): only their mirrors are used.
-system_debian_uris() {
-  local f
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    awk '
-      /^[ \t]*deb[ \t]/ {
-        line = $0; sub(/^[ \t]*deb[ \t]+/, "", line)
-        if (line ~ /^\[/) sub(/^\[[^]]*\][ \t]*/, "", line)
-        split(line, F, /[ \t]+/)
-        if (F[1] != "" && F[2] != "") print F[1], F[2]
-      }' "$f"
-  done
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    awk '
-      function flush() {
-        if (types ~ /(^|[ \t])deb([ \t]|$)/ && enabled != "no" && uris != "") {
-          n = split(uris, U, /[ \t]+/); m = split(suites, S, /[ \t]+/)
-          for (i = 1; i <= n; i++) for (j = 1; j <= m; j++)
-            if (U[i] != "" && S[j] != "") print U[i], S[j]
-        }
-        types = uris = suites = enabled = ""
-      }
-      /^[ \t]*#/ { next }
-      /^[ \t]*$/ { flush(); next }
-      {
-        k = tolower($1); sub(/:$/, "", k); v = $0; sub(/^[^:]*:[ \t]*/, "", v)
-        if (k == "types") types = v; else if (k == "uris") uris = v
-        else if (k == "suites") suites = v; else if (k == "enabled") enabled = tolower(v)
-      }
-      END { flush() }' "$f"
-  done
-}
-SYS_URIS="$(system_debian_uris | grep -E '^(https?|file)://[^[:space:]]*debian' || true)"
-# The security archive: a *-security suite (or a debian-security URI); the
-# main archive: any other Debian URI (not ports/debug archives).
-MIRROR="${PGSR_KUBE_MIRROR:-$(awk '$2 !~ /-security$/ && $1 !~ /debian-(security|ports|debug)/ { print $1; exit }' <<<"$SYS_URIS")}"
-SEC_MIRROR="${PGSR_KUBE_SECURITY_MIRROR:-$(awk '$2 ~ /-security$/ || $1 ~ /debian-security/ { print $1; exit }' <<<"$SYS_URIS")}"
-MIRROR="${MIRROR:-http://deb.debian.org/debian}"
-SEC_MIRROR="${SEC_MIRROR:-http://deb.debian.org/debian-security}"
-# bookworm's Release files are signed with keys that Debian 12's and 13's
-# debian-archive-keyring both carry.
-KEYRING=""
-for k in /usr/share/keyrings/debian-archive-keyring.gpg /usr/share/keyrings/debian-archive-keyring.pgp; do
-  if [ -f "$k" ]; then KEYRING="$k"; break; fi
-done
-SIGNED="${KEYRING:+signed-by=$KEYRING}"
-ARCH="$(dpkg --print-architecture)"
-SRCLIST="$WORK/apt/sources.list"
-if [ -n "${PGSR_KUBE_DEBSRC:-}" ]; then
-  # The old meaning (deb-src lines only) still works: binaries come from
-  # the same archives.
-  {
-    printf '%s\n' "$PGSR_KUBE_DEBSRC"
-    if ! grep -qE '^[[:space:]]*deb[[:space:]]' <<<"$PGSR_KUBE_DEBSRC"; then
-      sed -n -E 's/^[[:space:]]*deb-src[[:space:]]+/deb /p' <<<"$PGSR_KUBE_DEBSRC"
-    fi
-  } > "$SRCLIST"
-else
-  for entry in "$MIRROR bookworm" "$MIRROR bookworm-updates" "$SEC_MIRROR bookworm-security"; do
-    echo "deb [arch=$ARCH${SIGNED:+ $SIGNED}] $entry main"
-    echo "deb-src ${SIGNED:+[$SIGNED] }$entry main"
-  done > "$SRCLIST"
-fi
-echo "private sources list:"; sed 's/^/  /' "$SRCLIST"
-# Private lists, cache and preferences; no host pinning or Default-Release
-# may pick another release's package.
-APT_PRIV=(-o "Dir::Etc::SourceList=$SRCLIST" -o "Dir::Etc::SourceParts=$WORK/apt/parts"
-          -o "Dir::State::Lists=$WORK/apt/lists" -o "Dir::Cache=$WORK/apt/cache"
-          -o "Dir::Etc::Preferences=$WORK/apt/preferences"
-          -o "Dir::Etc::PreferencesParts=$WORK/apt/preferences.d"
-          -o "APT::Default-Release=" -o "Acquire::Languages=none"
-          -o "APT::Sandbox::User=root" -o "Debug::NoLocking=1")
-apt-get "${APT_PRIV[@]}" update -qq
+# The shared private configuration (scripts/lib/bookworm-apt.sh); this
+# script's older override names still work.
+PGSR_BOOKWORM_SOURCES="${PGSR_KUBE_DEBSRC:-${PGSR_BOOKWORM_SOURCES:-}}"
+PGSR_BOOKWORM_MIRROR="${PGSR_KUBE_MIRROR:-${PGSR_BOOKWORM_MIRROR:-}}"
+PGSR_BOOKWORM_SECURITY_MIRROR="${PGSR_KUBE_SECURITY_MIRROR:-${PGSR_BOOKWORM_SECURITY_MIRROR:-}}"
+# shellcheck source=scripts/lib/bookworm-apt.sh
+. "$HERE/../lib/bookworm-apt.sh"
+bookworm_apt_init "$WORK/apt"
 
 # --------------------------------------------------- 3. source and toolchain
 step "fetching the kubernetes source package"
