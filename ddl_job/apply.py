@@ -1,8 +1,9 @@
 """apply: create the schemas in production (pre-data), finish them (post-data).
 
 Pre-data runs in ONE transaction together with the check that no target
-schema exists, the copy's owners and privileges (`privileges.py`) and the
-ownership marker: either every schema is created, granted and marked, or
+schema exists, the casts involving the schemas (`casts.py`), the copy's
+owners and privileges (`privileges.py`) and the ownership marker: either
+every schema is created, granted and marked, or
 production is untouched. Post-data (PKs, indexes, FKs, triggers, policies,
 matview refresh) runs after the copy through `pg_restore --jobs`, which
 builds independent indexes side by side and PKs before the FKs that need
@@ -23,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import constraints, dump, foreign_keys, privileges
+from . import casts, constraints, dump, foreign_keys, privileges
 from .artifacts import ArtifactStore
 from .catalog import existing_schemas, schemas_marked_by
 from .conn import Endpoint
@@ -38,7 +39,8 @@ def apply_pre(target: Endpoint, store: ArtifactStore,
     """Create the target schemas (tables without PKs, types, functions, views…)."""
     reporter = reporter or NullReporter()
     manifest = Manifest.load(store)
-    script = store.read_text(PRE_SQL)
+    parts = [store.read_text(name) for name in manifest.pre_parts or [PRE_SQL]]
+    planned = casts.load(store)
     owners_and_acls = privileges.load(store)
     with target.connect(application_name="pgsr-apply-pre") as conn:
         conn.execute("SET lock_timeout = '30s'")
@@ -53,7 +55,12 @@ def apply_pre(target: Endpoint, store: ArtifactStore,
                 "TargetExists",
                 f"schemas already exist in {target.describe()}: {taken}; nothing was changed")
         try:
-            conn.execute(script)
+            for index, script in enumerate(parts):
+                conn.execute(script)
+                # pg_dump -n leaves casts out: each after the part that made
+                # what it needs, before anything that may use it
+                casts.create(conn, [c for c in planned
+                                    if min(c.after, len(parts) - 1) == index], reporter)
             _align_multirange_owners(conn, manifest.targets, reporter)
             if owners_and_acls is not None:
                 # every GRANT (extract leaves pg_dump's out), as each grantor

@@ -22,7 +22,10 @@ What counts as ours: everything in the marked schemas, and the objects
 PostgreSQL made as internal parts of them (pg_depend deptype 'i', followed
 transitively) wherever they live: a range type's multirange, which
 `multirange_type_name` may place in another schema, its array type, and the
-range-to-multirange cast, which belongs to no schema. (Rowtypes, array types,
+range-to-multirange cast, which belongs to no schema; and every cast that
+depends on them (deptype 'n': its source or target type or its function is
+ours), which belongs to no schema either, dies with its type or function, and
+is what pre-data restored for `pg_dump -n` (`casts.py`). (Rowtypes, array types,
 identity and serial sequences, indexes, constraint triggers and view rules
 live in their owner's schema anyway.) Automatic ('a') dependents are ours
 only as sub-objects of our relations (constraints, triggers, policies,
@@ -96,8 +99,17 @@ companions(classid, objid) AS (
     JOIN companions c ON c.classid = d.refclassid AND c.objid = d.refobjid
     WHERE d.deptype = 'i'
 ),
+-- casts on our types or functions (and on their companions): no schema of
+-- their own, they die with them, and pre-data restores them (casts.py)
+dependent_casts(classid, objid) AS (
+    SELECT DISTINCT d.classid, d.objid FROM pg_depend d
+    WHERE d.classid = 'pg_cast'::regclass AND d.deptype = 'n'
+      AND ((d.refclassid, d.refobjid) IN (SELECT classid, objid FROM inside)
+           OR (d.refclassid, d.refobjid) IN (SELECT classid, objid FROM companions))
+),
 ours_too AS (
-    SELECT c.classid, c.objid FROM companions c
+    SELECT c.classid, c.objid
+    FROM (SELECT * FROM companions UNION SELECT * FROM dependent_casts) c
     WHERE NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.deptype = 'e'
                       AND e.classid = c.classid AND e.objid = c.objid)
 )
@@ -184,7 +196,8 @@ SELECT 'pg_default_acl'::regclass::oid, o.oid, 0, 0
 FROM pg_default_acl o
 WHERE o.defaclnamespace = 0 OR o.defaclnamespace IN (SELECT oid FROM outside)
 -- database-wide objects: none of them is ours (pg_dump -n never creates
--- one), so all are compared, extensions living in our schemas included.
+-- one; the casts pre-data creates are left out above, as dependent_casts),
+-- so all are compared, extensions living in our schemas included.
 -- (User mappings hang on foreign servers, never on a schema, and their
 -- catalog is readable by superusers only: an RDS master user is not one.)
 UNION ALL SELECT 'pg_cast'::regclass::oid, o.oid, 0, 0 FROM pg_cast o

@@ -13,7 +13,9 @@ Two things pg_dump alone gets wrong are prepared here too: inheritance
 children whose column order it would change are detached in the copy for
 the dump and attached again by pre-data (`inheritance.py`), and the copy's
 constraints are recorded so that apply-post can give production's the same
-names (`constraints.py`).
+names (`constraints.py`). Casts involving the schemas, which belong to no
+schema and which `pg_dump -n` therefore leaves out, are read from the copy
+for pre-data to create (`casts.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from . import constraints, dump, foreign_keys, inheritance, privileges
+from . import casts, constraints, dump, foreign_keys, inheritance, privileges
 from .artifacts import ArtifactStore
 from .catalog import existing_schemas, schemas_marked_by
 from .caveats import report_caveats
@@ -88,13 +90,15 @@ def extract(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str,
         relinks = inheritance.plan(source, list(mapping.values()), store, workdir, reporter)
         warnings += [relink.warning() for relink in relinks]
         with inheritance.detached(source, relinks):
-            outside = write_artifacts(source, _namespace_oids(source, list(mapping.values())),
-                                      mapping, mode, workdir, store, relinks)
+            outside, parts = write_artifacts(
+                source, _namespace_oids(source, list(mapping.values())), mapping, mode,
+                workdir, store, relinks)
         privileges.save(owners_and_acls, store, workdir)
         manifest = Manifest(restore_id=restore_id, mode=mode, schemas=mapping,
                             source_database=source.dbname, server_version=version,
                             rewritten_functions=rewritten, warnings=warnings,
-                            outside_foreign_keys=[key.to_dict() for key in outside])
+                            outside_foreign_keys=[key.to_dict() for key in outside],
+                            pre_parts=parts)
         manifest.save(store, workdir)
     reporter.emit("artifacts", location=store.location, files=store.names())
     return manifest
@@ -299,13 +303,13 @@ def _primary_key_oids(source: Endpoint, names: list[str]) -> set[int]:
 def write_artifacts(source: Endpoint, schema_oids: set[int], mapping: dict[str, str],
                     mode: str, workdir: Path, store: ArtifactStore,
                     relinks: list[inheritance.Relink] | None = None
-                    ) -> list[foreign_keys.OutsideKey]:
+                    ) -> tuple[list[foreign_keys.OutsideKey], list[str]]:
     """Dump, check the archive holds exactly our schemas, split, render, store.
 
     `relinks`: children detached in the copy for the dump; pre-data (and the
     full rendering) end with the statements that attach them again. Returns
     the foreign keys to tables outside the schemas (post-data applies them
-    its own way).
+    its own way) and the parts pre-data is applied in (casts between them).
     """
     targets = list(mapping.values())
     archive = workdir / ARCHIVE
@@ -332,18 +336,45 @@ def write_artifacts(source: Endpoint, schema_oids: set[int], mapping: dict[str, 
     dump.render_sql(archive, post_list, workdir / POST_SQL, source)
     dump.render_sql(archive, None, workdir / FULL_SQL, source)
     with source.connect(application_name="pgsr-extract") as conn:
+        found = casts.find(conn, targets)
+        parts = _render_pre_parts(archive, pre, found, source, workdir, store, conn)
         if relinks:
             trailer = _RELINK_HEADER + inheritance.statements(relinks).as_string(conn)
-            for name in (PRE_SQL, FULL_SQL):
+            for name in (PRE_SQL, FULL_SQL, *parts[-1:]):
                 with open(workdir / name, "a") as fh:
                     fh.write(trailer)
         (workdir / CONSTRAINTS).write_text(
             constraints.to_json(constraints.list_constraints(conn, targets)))
-    for name in (ARCHIVE, PRE_SQL, POST_SQL, FULL_SQL, POST_LIST, CONSTRAINTS):
+    for name in (ARCHIVE, PRE_SQL, POST_SQL, FULL_SQL, POST_LIST, CONSTRAINTS, *parts):
         store.put_file(name, workdir / name)
-    return foreign_keys.find_outside_keys(source, post, targets)
+    return foreign_keys.find_outside_keys(source, post, targets), parts
 
 
+def _render_pre_parts(archive: Path, pre: list[dump.TocEntry], found: list[casts.Cast],
+                      source: Endpoint, workdir: Path, store: ArtifactStore,
+                      conn: psycopg.Connection) -> list[str]:
+    """With casts to create (pg_dump -n leaves them out), pre-data in parts:
+    apply pre creates each cast between two parts, right after what it needs
+    and before what may use it. Returns the parts' names ([] without casts:
+    `pre-data.sql` is applied whole). The full rendering lists the casts."""
+    if not found:
+        casts.save([], store, workdir)
+        return []
+    parts, placed = casts.place(found, pre)
+    names = []
+    for number, entries in enumerate(parts, 1):
+        part_list = dump.write_list(entries, workdir / f"pre-data-{number}.list")
+        names.append(f"pre-data-{number}.sql")
+        dump.render_sql(archive, part_list, workdir / names[-1], source)
+    casts.save(placed, store, workdir)
+    with open(workdir / FULL_SQL, "a") as fh:
+        fh.write(_CASTS_HEADER + casts.render(placed, conn))
+    return names
+
+
+_CASTS_HEADER = ("\n--\n-- pg-schema-restore: casts involving the schemas (pg_dump -n leaves "
+                 "them out);\n-- apply pre creates them unless production has one between "
+                 "the same types (ddl_job/casts.py).\n--\n\n")
 _RELINK_HEADER = ("\n--\n-- pg-schema-restore: inheritance children were created with their "
                   "columns in the source's order;\n-- attach them to their parents "
                   "(ddl_job/inheritance.py).\n--\n\n")

@@ -25,6 +25,7 @@ POST_RESULT = "post-data.json"  # what post-data reported (warnings, keys kept N
 RELINKS = "relinks.json"      # inheritance children created in attnum order, then attached
 CONSTRAINTS = "constraints.json"  # the copy's constraints: production's names follow them
 PRIVILEGES = "privileges.json"  # the copy's owners and ACLs (privileges.py)
+CASTS = "casts.json"          # casts involving the schemas: pg_dump -n leaves them out (casts.py)
 
 
 @dataclass
@@ -38,6 +39,8 @@ class Manifest:
     warnings: list[str] = field(default_factory=list)   # what the restore cannot bring back
     # foreign keys to tables outside the schemas (foreign_keys.OutsideKey, as dicts)
     outside_foreign_keys: list[dict[str, Any]] = field(default_factory=list)
+    # pre-data in parts, casts created between them (casts.py); [] = PRE_SQL whole
+    pre_parts: list[str] = field(default_factory=list)
     version: int = 1
 
     @property

@@ -17,6 +17,8 @@ names, so both sides are compared name for name:
   reproduce, and inheritance flags no DDL can set, are warnings that say why;
 - materialized views are populated and hold the same number of rows;
 - sequence values (`last_value`, `is_called`);
+- the casts whose source type, target type or function lives in the schemas
+  (they belong to no schema): count and definition (`_compare_casts`);
 - owners and effective ACLs of the schemas and of every object in them
   (columns and default privileges included; `privileges.py`): a difference
   fails, except grantors the target's role could not have acted as, which
@@ -212,6 +214,9 @@ class _Side:
     constraints: list[constraints.Constraint] = field(default_factory=list)
     privileges: privileges.Securables = field(default_factory=dict)
     acting: privileges.ActingRoles | None = None   # the roles this side's role may act as
+    # casts involving the schemas: "(source AS target)" -> method, context, comment
+    casts: dict[str, str] = field(default_factory=dict)
+    all_casts: set[str] = field(default_factory=set)   # every cast's "(source AS target)"
 
 
 # The reported keys and, on partitioned tables, their partitions' clones.
@@ -261,6 +266,7 @@ def _collect(endpoint: Endpoint, schemas: list[str], reporter: Reporter,
             _collect_column_order(conn, schemas, side)
             _collect_constraints(conn, schemas, side)
             _collect_privileges(conn, schemas, side)
+            _collect_casts(conn, schemas, side)
             for schema, name in catalog.list_sequences(conn, schemas):
                 row = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(
                     sql.Identifier(schema, name))).fetchone()
@@ -450,6 +456,70 @@ def _compare_privileges(source: _Side, target: _Side
     return mismatches, [_item("privileges", "", None, None, None, text) for text in warnings]
 
 
+# -- casts ---------------------------------------------------------------------
+# A cast belongs to no schema: one whose source type, target type or function
+# lives in a restored schema is restored with it (casts.py). Casts PostgreSQL
+# made itself (a range's cast to its multirange) are compared too.
+
+_CASTS_SQL = """
+SELECT format('(%%s AS %%s)', format_type(c.castsource, NULL), format_type(c.casttarget, NULL)),
+       concat_ws(' ', CASE c.castmethod WHEN 'f' THEN 'WITH FUNCTION '
+                          || c.castfunc::regprocedure::text
+                      WHEN 'b' THEN 'WITHOUT FUNCTION' ELSE 'WITH INOUT' END,
+                 CASE c.castcontext WHEN 'a' THEN 'AS ASSIGNMENT'
+                      WHEN 'i' THEN 'AS IMPLICIT' END,
+                 'COMMENT ' || quote_literal(obj_description(c.oid, 'pg_cast'))),
+       EXISTS (SELECT 1 FROM pg_namespace n
+               LEFT JOIN pg_proc p ON p.oid = c.castfunc
+               WHERE n.nspname = ANY(%(schemas)s)
+                 AND n.oid IN (s.typnamespace, t.typnamespace, p.pronamespace))
+       AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_cast'::regclass
+                       AND e.objid = c.oid AND e.deptype = 'e')
+FROM pg_cast c JOIN pg_type s ON s.oid = c.castsource JOIN pg_type t ON t.oid = c.casttarget
+"""
+
+
+def _collect_casts(conn: psycopg.Connection, schemas: list[str], side: _Side) -> None:
+    """The casts involving `schemas`, and every cast's types (see _compare_casts)."""
+    for label, definition, involved in conn.execute(_CASTS_SQL, {"schemas": schemas}):
+        side.all_casts.add(label)
+        if involved:
+            side.casts[label] = definition
+
+
+def _compare_casts(source: _Side, target: _Side
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Casts involving the schemas: count and definitions equal.
+
+    A cast missing in the target where production has another cast between
+    the same types is production's own, kept by pre-data: a warning."""
+    mismatches: list[dict[str, Any]] = []
+    warnings: list[dict[str, Any]] = []
+    missing = sorted(set(source.casts) - set(target.casts))
+    kept = [label for label in missing if label in target.all_casts]
+    missing = [label for label in missing if label not in target.all_casts]
+    extra = sorted(set(target.casts) - set(source.casts))
+    if missing or extra:
+        parts = [f"casts: source {len(source.casts)}, target {len(target.casts)}"]
+        if missing:
+            parts.append(f"missing in target: {_names(missing)}")
+        if extra:
+            parts.append(f"only in target: {_names(extra)}")
+        mismatches.append(_item("casts", "", None, len(source.casts), len(target.casts),
+                                "; ".join(parts)))
+    for label in sorted(set(source.casts) & set(target.casts)):
+        if source.casts[label] != target.casts[label]:
+            mismatches.append(_item(
+                "cast", "", label, source.casts[label], target.casts[label],
+                f"cast {visible(label)}: definition differs (source: "
+                f"{_shorten(source.casts[label])}; target: {_shorten(target.casts[label])})"))
+    for label in kept:
+        warnings.append(_item("cast", "", label, source.casts[label], None,
+                              f"cast {visible(label)} not restored: production already had "
+                              "a cast between these types, which was kept"))
+    return mismatches, warnings
+
+
 def _count(conn: psycopg.Connection, schema: str, name: str) -> int:
     row = conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(
         sql.Identifier(schema, name))).fetchone()
@@ -578,7 +648,8 @@ def verify(source: Endpoint, target: Endpoint, schemas: list[str], *,
 
     mismatches = _compare(src_side, tgt_side, schemas)
     warnings: list[dict[str, Any]] = []
-    for comparer in (_compare_column_order, _compare_constraints, _compare_privileges):
+    for comparer in (_compare_column_order, _compare_constraints, _compare_privileges,
+                     _compare_casts):
         failed, warned = comparer(src_side, tgt_side)
         mismatches += failed
         warnings += warned

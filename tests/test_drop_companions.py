@@ -277,6 +277,8 @@ def test_multirange_elsewhere_is_really_created_in_the_other_schema(copyhost, pr
 
 
 # -- still refused: objects outside that depend on companions -----------------
+# (A cast on a restored type is no longer among them: it belongs to no schema,
+# pre-data restores such casts and the drop takes them: tests/test_casts.py.)
 
 @pytest.mark.parametrize("restored, dependency, expected", [
     # a production range over a restored subtype: folded under the type itself
@@ -290,8 +292,6 @@ def test_multirange_elsewhere_is_really_created_in_the_other_schema(copyhost, pr
     ("CREATE TYPE rx.fr AS RANGE (subtype = float8)",
      "CREATE FUNCTION prod.f(rx.fr_multirange) RETURNS int LANGUAGE sql AS 'SELECT 1'",
      "function prod.f(rx.fr_multirange)"),
-    ("CREATE TYPE rx.fr AS RANGE (subtype = float8)",
-     "CREATE CAST (rx.fr AS text) WITH INOUT", "cast from rx.fr to text"),
     ("CREATE TYPE rx.fr AS RANGE (subtype = float8)",
      "CREATE DOMAIN prod.d AS rx.fr_multirange", "type prod.d"),
     # automatic dependents with a home of their own outside stay outside
