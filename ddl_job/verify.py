@@ -184,6 +184,35 @@ WHERE n.nspname = ANY(%(schemas)s) AND c.relkind = 'm'
 ORDER BY 1, 2
 """
 
+# Materialized views in the schemas that read, directly or through views of
+# the schemas, a relation outside them: a refresh in production reads
+# production's current rows there, not the restore point's.
+_READS_OUTSIDE_SQL = """
+WITH RECURSIVE refs AS (
+    SELECT DISTINCT r.ev_class AS reader, d.refobjid AS read
+    FROM pg_rewrite r
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+     AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class),
+inside AS (
+    SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = ANY(%(schemas)s)),
+tainted(oid) AS (
+    SELECT f.reader FROM refs f JOIN inside i ON i.oid = f.reader
+    JOIN pg_class o ON o.oid = f.read JOIN pg_namespace ns ON ns.oid = o.relnamespace
+    WHERE ns.nspname <> ALL(%(schemas)s)
+      AND ns.nspname NOT IN ('pg_catalog', 'information_schema')
+    UNION
+    SELECT f.reader FROM refs f JOIN tainted t ON t.oid = f.read
+    JOIN inside i ON i.oid = f.reader)
+SELECT n.nspname, c.relname FROM tainted t JOIN pg_class c ON c.oid = t.oid
+JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'm'
+"""
+
+_OUTSIDE_REASON = ("it reads relations outside the restored schemas, so it was refreshed "
+                   "from production's current rows there, not the restore point's (a "
+                   "materialized view's rows can only come from a refresh)")
+
+
 def _q(name: str) -> str:
     """An identifier as a human would type it (quoted only when needed; escaped
     when it holds a line break or another invisible character)."""
@@ -206,6 +235,8 @@ class _Side:
     matviews: dict[tuple[str, str], int | None] = field(default_factory=dict)  # None: empty
     sequences: dict[tuple[str, str], tuple[int, bool]] = field(default_factory=dict)
     invalid_indexes: list[tuple[str, str]] = field(default_factory=list)
+    # materialized views reading relations outside the schemas (_READS_OUTSIDE_SQL)
+    reads_outside: set[tuple[str, str]] = field(default_factory=set)
     # (schema, table, constraint) -> "notValid" / "omitted": what post-data reported
     relaxed: dict[tuple[str, str, str], str] = field(default_factory=dict)
     # (schema, relation) -> its columns in attnum order: (name, attislocal, attinhcount)
@@ -272,6 +303,8 @@ def _collect(endpoint: Endpoint, schemas: list[str], reporter: Reporter,
                     sql.Identifier(schema, name))).fetchone()
                 assert row is not None
                 side.sequences[(schema, name)] = (int(row[0]), bool(row[1]))
+            side.reads_outside = {(r[0], r[1]) for r in
+                                  conn.execute(_READS_OUTSIDE_SQL, params).fetchall()}
             for schema, name, populated in conn.execute(_MATVIEWS_SQL, params).fetchall():
                 count = None
                 if populated:
@@ -586,17 +619,6 @@ def _compare(source: _Side, target: _Side, schemas: list[str]) -> list[dict[str,
             add("rows", key[0], key[1], source.rows[key], target.rows[key],
                 f"{label} rows: source {source.rows[key]}, target {target.rows[key]}")
 
-    # materialized views must hold their rows
-    def mv(count: int | None) -> str:
-        return "not populated" if count is None else f"{count}"
-
-    for key in sorted(set(source.matviews) & set(target.matviews)):
-        s_rows, t_rows = source.matviews[key], target.matviews[key]
-        if s_rows != t_rows:
-            add("matview_rows", key[0], key[1], s_rows, t_rows,
-                f"{_label(*key)} materialized view rows: source {mv(s_rows)}, "
-                f"target {mv(t_rows)}")
-
     # sequence values
     def seq(value: tuple[int, bool]) -> str:
         return f"{value[0]} ({'called' if value[1] else 'not called'})"
@@ -611,6 +633,29 @@ def _compare(source: _Side, target: _Side, schemas: list[str]) -> list[dict[str,
         add("invalid_index", schema, name, None, "invalid",
             f"{_label(schema, name)}: index is invalid in target (failed build)")
     return mismatches
+
+
+def _compare_matview_rows(source: _Side, target: _Side
+                          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Materialized views must hold the copy's rows, unless they read outside
+    the schemas (then a difference is a warning: _OUTSIDE_REASON)."""
+    def mv(count: int | None) -> str:
+        return "not populated" if count is None else f"{count}"
+
+    mismatches: list[dict[str, Any]] = []
+    warnings: list[dict[str, Any]] = []
+    for key in sorted(set(source.matviews) & set(target.matviews)):
+        s_rows, t_rows = source.matviews[key], target.matviews[key]
+        if s_rows == t_rows:
+            continue
+        text = (f"{_label(*key)} materialized view rows: source {mv(s_rows)}, "
+                f"target {mv(t_rows)}")
+        if key in source.reads_outside and s_rows is not None and t_rows is not None:
+            warnings.append(_item("matview_rows", key[0], key[1], s_rows, t_rows,
+                                  f"{text}: {_OUTSIDE_REASON}"))
+        else:
+            mismatches.append(_item("matview_rows", key[0], key[1], s_rows, t_rows, text))
+    return mismatches, warnings
 
 
 def _reported_keys(post_data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -649,7 +694,7 @@ def verify(source: Endpoint, target: Endpoint, schemas: list[str], *,
     mismatches = _compare(src_side, tgt_side, schemas)
     warnings: list[dict[str, Any]] = []
     for comparer in (_compare_column_order, _compare_constraints, _compare_privileges,
-                     _compare_casts):
+                     _compare_casts, _compare_matview_rows):
         failed, warned = comparer(src_side, tgt_side)
         mismatches += failed
         warnings += warned

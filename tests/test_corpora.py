@@ -112,9 +112,13 @@ def prepare(prod: LocalCluster, copyhost: LocalCluster, new_db, clone_db, prefix
     return corpus
 
 
-def restore_and_compare(corpus: Corpus, schemas: list[str]) -> None:
+def restore_and_compare(corpus: Corpus, schemas: list[str],
+                        warned: tuple[str, ...] = ()) -> None:
     """Run from-copy on the copy, compare the clone with production, and fail
-    with every difference (and the run's error) if anything is lost."""
+    with every difference (and the run's error) if anything is lost.
+
+    `warned`: differences PostgreSQL makes unavoidable (each starts with one of
+    these texts); each must be named in a warning of the restore itself."""
     args = ["from-copy"]
     for schema in schemas:
         args += ["--schema", schema]
@@ -142,7 +146,14 @@ def restore_and_compare(corpus: Corpus, schemas: list[str]) -> None:
     report = "\n".join([outcome, f"timings: {corpus.timings}", *corpus.notes,
                         summarize(differences)])
     print(report)
-    assert run.returncode == 0 and not differences, report
+    unexplained = [d for d in differences if not str(d).startswith(warned)] if warned \
+        else differences
+    assert run.returncode == 0 and not unexplained, report
+    said = " ".join(run.last["result"].get("warnings") or [])
+    for text in warned:
+        name = text.split("] ", 1)[-1].split(".", 1)[-1]   # the schema is the restored one
+        assert any(str(d).startswith(text) for d in differences), (text, report)
+        assert name in said and "outside the restored schemas" in said, (text, said)
 
 
 # -- (a) pagila as shipped: the `public` schema ------------------------------------
@@ -233,12 +244,13 @@ def test_pagila_tenant_and_reports_restored_identical(prod, copyhost, new_db, cl
 def test_reports_alone_keep_pointing_at_production_pagila(prod, copyhost, new_db, clone_db):
     """Only `reports` is restored: its views, FK, function bodies and column
     types must still name production's `pagila` (cross-schema references to
-    a schema that is not restored)."""
+    a schema that is not restored). Its materialized view over `pagila` can
+    only be refreshed from production's current rows: a warning says so."""
     corpora.require_pagila()
     for cluster in (prod, copyhost):
         ensure_role(cluster, READER)
     corpus = prepare(prod, copyhost, new_db, clone_db, "reports", load_tenant, TENANT_DAMAGE)
-    restore_and_compare(corpus, ["reports"])
+    restore_and_compare(corpus, ["reports"], warned=("[data] reports.monthly_sales",))
 
 
 # -- (c) PostgreSQL's regression scripts in one schema -----------------------------
