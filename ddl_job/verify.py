@@ -533,13 +533,9 @@ def _compare_casts(source: _Side, target: _Side
     missing = [label for label in missing if label not in target.all_casts]
     extra = sorted(set(target.casts) - set(source.casts))
     if missing or extra:
-        parts = [f"casts: source {len(source.casts)}, target {len(target.casts)}"]
-        if missing:
-            parts.append(f"missing in target: {_names(missing)}")
-        if extra:
-            parts.append(f"only in target: {_names(extra)}")
         mismatches.append(_item("casts", "", None, len(source.casts), len(target.casts),
-                                "; ".join(parts)))
+                                _set_difference("casts", len(source.casts), len(target.casts),
+                                                missing, extra)))
     for label in sorted(set(source.casts) & set(target.casts)):
         if source.casts[label] != target.casts[label]:
             mismatches.append(_item(
@@ -564,6 +560,17 @@ def _names(items: list[str]) -> str:
     listed = ", ".join(visible(item) for item in items[:MAX_NAMES_LISTED])
     more = len(items) - MAX_NAMES_LISTED
     return listed + (f" (and {more} more)" if more > 0 else "")
+
+
+def _set_difference(what: str, sources: int, targets: int, missing: list[str],
+                    extra: list[str]) -> str:
+    """`what: source n, target m; missing in target: …; only in target: …`."""
+    parts = [f"{what}: source {sources}, target {targets}"]
+    if missing:
+        parts.append(f"missing in target: {_names(missing)}")
+    if extra:
+        parts.append(f"only in target: {_names(extra)}")
+    return "; ".join(parts)
 
 
 def _shorten(text: str | None, limit: int = 160) -> str:
@@ -594,12 +601,8 @@ def _compare(source: _Side, target: _Side, schemas: list[str]) -> list[dict[str,
         missing = sorted(set(src) - set(tgt))
         extra = sorted(set(tgt) - set(src))
         if missing or extra:
-            parts = [f"{_q(schema)} {kind}: source {len(src)}, target {len(tgt)}"]
-            if missing:
-                parts.append(f"missing in target: {_names(missing)}")
-            if extra:
-                parts.append(f"only in target: {_names(extra)}")
-            add(kind, schema, None, len(src), len(tgt), "; ".join(parts))
+            add(kind, schema, None, len(src), len(tgt),
+                _set_difference(f"{_q(schema)} {kind}", len(src), len(tgt), missing, extra))
         for name in sorted(set(src) & set(tgt)):
             if src[name] != tgt[name]:
                 add(kind, schema, name, src[name], tgt[name],
