@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 import traceback
 from dataclasses import asdict, is_dataclass
@@ -21,7 +20,7 @@ from .artifacts import open_store
 from .conn import SOURCE_ENV, TARGET_ENV, Endpoint
 from .errors import RestoreError
 from .manifest import Manifest
-from .marker import validate_restore_id
+from .marker import new_restore_id, validate_restore_id
 from .progress import Reporter
 
 
@@ -31,10 +30,6 @@ def source() -> Endpoint:
 
 def target() -> Endpoint:
     return Endpoint.from_env("target", TARGET_ENV)
-
-
-def new_restore_id() -> str:
-    return secrets.token_hex(4)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ Printable names are written as they are, as before.
 from __future__ import annotations
 
 import re
+import secrets
 
 from .errors import InvalidRequest
 
@@ -24,6 +25,11 @@ PREFIX = "pg-schema-restore: restored by restore-id="
 # at most 63 characters), and it is written in schema comments.
 RESTORE_ID_MAX = 20
 _RESTORE_ID = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+
+
+def new_restore_id() -> str:
+    """A random id that passes `validate_restore_id` (10 hex digits)."""
+    return secrets.token_hex(5)
 
 
 def validate_restore_id(restore_id: str) -> str:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from ddl_job.errors import InvalidRequest
-from ddl_job.marker import validate_restore_id
+from ddl_job.marker import new_restore_id, validate_restore_id
 from ddl_job.names import split_schema_list
 
 from . import events, wiring
@@ -109,7 +108,7 @@ def settings_from_args(args: argparse.Namespace, artifacts_root: str) -> Operato
 
 
 def new_record(args: argparse.Namespace, spec: RestoreSpec | None) -> RestoreRecord:
-    restore_id = validate_restore_id(args.restore_id or secrets.token_hex(5))
+    restore_id = validate_restore_id(args.restore_id or new_restore_id())
     return RestoreRecord(restore_id=restore_id, spec=spec)
 
 
