@@ -27,6 +27,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 from support.ddl_job_cli import Run, run_ddl_job
+from support.pg import cluster_roles
 from test_rich_restore import one
 
 from ddl_job.conn import Endpoint
@@ -47,20 +48,9 @@ OWNER_PASSWORD = "ownerpw-" + os.urandom(6).hex()
 @pytest.fixture(scope="module")
 def roles(copyhost, prod):
     """The same roles on both clusters (roles are cluster-wide, as on RDS)."""
-    for cluster in (copyhost, prod):
-        cluster.execute(sql.SQL("""
-            CREATE ROLE {o} LOGIN PASSWORD {pw};
-            CREATE ROLE {r} NOLOGIN;
-            CREATE ROLE {w} NOLOGIN;
-        """).format(o=sql.Identifier(OWNER), r=sql.Identifier(READER),
-                    w=sql.Identifier(WRITER), pw=sql.Literal(OWNER_PASSWORD)).as_string(None))
-    yield
-    for cluster in (copyhost, prod):
-        for role in (GONE, WRITER, READER, OWNER):
-            try:
-                cluster.execute(f"DROP ROLE IF EXISTS {role}")
-            except psycopg.Error:
-                pass  # still referenced somewhere: the cluster dies with the session anyway
+    with cluster_roles((copyhost, prod), {OWNER: OWNER_PASSWORD, READER: None, WRITER: None},
+                       also_drop=(GONE,)):
+        yield
 
 
 def fmt(template: str) -> str:

@@ -35,7 +35,7 @@ from test_rich_restore import (
 )
 
 from support.ddl_job_cli import Run, run_ddl_job
-from support.pg import restore_point
+from support.pg import cluster_roles, restore_point
 
 pytestmark = pytest.mark.e2e
 
@@ -50,18 +50,8 @@ OWNER_PASSWORD = "ownerpw-" + os.urandom(6).hex()
 @pytest.fixture(scope="module")
 def roles(copyhost, prod):
     """A non-superuser owner (LOGIN) and a reader, on both clusters (roles are global)."""
-    for cluster in (copyhost, prod):
-        cluster.execute(sql.SQL("""
-            CREATE ROLE {o} LOGIN PASSWORD {pw};
-            CREATE ROLE {r} NOLOGIN;
-        """).format(o=sql.Identifier(OWNER), r=sql.Identifier(READER),
-                    pw=sql.Literal(OWNER_PASSWORD)).as_string(None))
-    yield OWNER, READER
-    for cluster in (copyhost, prod):
-        try:
-            cluster.execute(f"DROP ROLE IF EXISTS {READER}; DROP ROLE IF EXISTS {OWNER}")
-        except psycopg.Error:
-            pass  # still referenced somewhere: the cluster dies with the session anyway
+    with cluster_roles((copyhost, prod), {OWNER: OWNER_PASSWORD, READER: None}):
+        yield OWNER, READER
 
 
 @dataclass

@@ -23,6 +23,8 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,6 +36,31 @@ from pg_schema_restore.local.cluster import LocalCluster, pitr_copy
 
 PASSWORD = "pw-" + secrets.token_hex(8)
 _counter = itertools.count()
+
+
+@contextmanager
+def cluster_roles(clusters: Iterable[LocalCluster], roles: dict[str, str | None],
+                  also_drop: tuple[str, ...] = ()) -> Iterator[None]:
+    """Roles on each cluster (roles are cluster-wide, as on RDS): name ->
+    password (LOGIN) or None (NOLOGIN). Afterwards they are dropped, with
+    `also_drop` (roles a test made itself), where nothing still needs them."""
+    clusters = list(clusters)
+    for cluster in clusters:
+        for role, password in roles.items():
+            statement = (sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password)) if password is not None
+                else sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            cluster.execute(statement.as_string(None))
+    try:
+        yield
+    finally:
+        for cluster in clusters:
+            for role in (*also_drop, *reversed(list(roles))):
+                try:
+                    cluster.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(
+                        sql.Identifier(role)).as_string(None))
+                except psycopg.Error:
+                    pass  # still referenced somewhere: the cluster dies with the session
 
 
 def restore_point() -> datetime:
