@@ -1,0 +1,62 @@
+-- Argo CD health of a SchemaRestore, from its Succeeded condition.
+-- True: Healthy. False: Degraded (a failed restore stays Degraded until the
+-- object is removed from Git or recreated: a restore never runs twice).
+-- Unknown (queued, running, cleaning up) or no status yet: Progressing.
+-- A finished restore keeps its verdict when its generation moves later: the
+-- spec is immutable, so no edit can make it run again.
+-- "Reason: message" for a verdict; a running restore's message says it all.
+local function describe(c, fallback)
+  local reason = c.reason
+  local message = c.message
+  if reason ~= nil and reason ~= "" and message ~= nil and message ~= "" then
+    return reason .. ": " .. message
+  end
+  if reason ~= nil and reason ~= "" then
+    return reason
+  end
+  if message ~= nil and message ~= "" then
+    return message
+  end
+  return fallback
+end
+
+local hs = {status = "Progressing", message = "Waiting for the operator to start the restore"}
+if obj.status == nil or obj.status.conditions == nil then
+  return hs
+end
+
+local succeeded = nil
+for _, c in ipairs(obj.status.conditions) do
+  if c.type == "Succeeded" then
+    succeeded = c
+  end
+end
+if succeeded == nil then
+  return hs
+end
+
+local generation = obj.metadata.generation
+local observed = obj.status.observedGeneration
+local stale = generation ~= nil and observed ~= nil and observed < generation
+
+if succeeded.status == "True" then
+  hs.status = "Healthy"
+  hs.message = describe(succeeded, "Restore succeeded")
+elseif succeeded.status == "False" then
+  hs.status = "Degraded"
+  hs.message = describe(succeeded, "Restore failed")
+elseif stale then
+  hs.message = "Waiting for the operator to observe generation " .. generation
+  return hs
+else
+  if succeeded.message ~= nil and succeeded.message ~= "" then
+    hs.message = succeeded.message
+  else
+    hs.message = describe(succeeded, "Restore in progress")
+  end
+  return hs
+end
+if stale then
+  hs.message = hs.message .. " (the spec was edited after the restore finished; edits are not applied)"
+end
+return hs
