@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import casts, constraints, dump, foreign_keys, privileges
+from . import casts, clients, constraints, dump, foreign_keys, privileges
 from .artifacts import ArtifactStore
 from .catalog import existing_schemas, schemas_marked_by
 from .conn import Endpoint
@@ -38,12 +38,13 @@ def apply_pre(target: Endpoint, store: ArtifactStore,
               reporter: Reporter | None = None) -> list[str]:
     """Create the target schemas (tables without PKs, types, functions, views…)."""
     reporter = reporter or NullReporter()
+    clients.require(target)   # before production is changed: post-data needs it
     manifest = Manifest.load(store)
     parts = [store.read_text(name) for name in manifest.pre_parts or [PRE_SQL]]
     planned = casts.load(store)
     owners_and_acls = privileges.load(store)
     with target.connect(application_name="pgsr-apply-pre") as conn:
-        conn.execute("SET lock_timeout = '30s'")
+        _session_timeouts(conn)
         existing = existing_schemas(conn, manifest.targets)
         ours = schemas_marked_by(conn, manifest.targets, manifest.restore_id)
         if existing and ours == set(manifest.targets):
@@ -74,6 +75,18 @@ def apply_pre(target: Endpoint, store: ArtifactStore,
                                  f"{_describe(exc, target)}") from None
     reporter.emit("created", schemas=manifest.targets)
     return manifest.targets
+
+
+def _session_timeouts(conn: psycopg.Connection) -> None:
+    """No statement or transaction limit from production's defaults (pre-data
+    is one transaction, as long as the schemas are big), but a lock wait
+    bounded: a DDL queued behind a long production transaction would block
+    every query queued behind it in turn."""
+    conn.execute("SET statement_timeout = 0")
+    conn.execute("SET idle_in_transaction_session_timeout = 0")
+    if conn.info.server_version >= 170000:
+        conn.execute("SET transaction_timeout = 0")
+    conn.execute("SET lock_timeout = '30s'")
 
 
 def _align_multirange_owners(conn: psycopg.Connection, schemas: list[str],
@@ -138,6 +151,7 @@ def apply_post(target: Endpoint, store: ArtifactStore, *, jobs: int = 2,
     or fail), and the constraints renamed."""
     reporter = reporter or NullReporter()
     foreign_keys.validate_policy(invalid_foreign_keys)
+    clients.require(target)
     manifest = Manifest.load(store)
     with target.connect() as conn:
         missing = sorted(set(manifest.targets) - existing_schemas(conn, manifest.targets))

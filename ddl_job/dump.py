@@ -17,6 +17,7 @@ from pathlib import Path
 
 from psycopg.conninfo import make_conninfo
 
+from . import clients
 from .conn import Endpoint
 from .errors import DataPlaneError
 
@@ -25,6 +26,12 @@ PG_CONSTRAINT = 2606
 PG_DEFAULT_ACL = 826
 _TOC_LINE = re.compile(r"^(\d+); (\d+) (\d+) ")
 _RESTRICT = re.compile(r"^\\restrict ([A-Za-z0-9]+)$")
+# The script header's session timeouts. apply sets its own (a lock_timeout
+# that the header's `SET lock_timeout = 0` would cancel), and pg_restore 17
+# writes `SET transaction_timeout`, which an older server refuses.
+_HEADER_TIMEOUT = re.compile(
+    r"^SET (statement_timeout|lock_timeout|idle_in_transaction_session_timeout"
+    r"|transaction_timeout) = 0;$")
 _VERSION = re.compile(r"\) (\d+)(?:\.(\d+))?")
 # pg_restore writes each object's name into a `--` comment line of the SQL it
 # renders. Before these releases (CVE-2025-8715) a line break in a name ended
@@ -43,6 +50,7 @@ class TocEntry:
 
 def _run(args: list[str], endpoint: Endpoint, what: str,
          settings: dict[str, str] | None = None) -> str:
+    args = [clients.program(args[0], endpoint), *args[1:]]
     result = subprocess.run(args, env=endpoint.libpq_env(settings=settings),
                             capture_output=True, text=True)
     if result.returncode != 0:
@@ -172,8 +180,26 @@ def render_sql(archive: Path, toc_list: Path | None, out: Path, endpoint: Endpoi
         args[1:1] = [f"--use-list={toc_list}"]
     _run(args, endpoint, "DumpFailed")
     # Bytes: text mode would turn a carriage return inside a quoted name into "\n".
-    out.write_bytes(without_restrict(out.read_bytes().decode()).encode())
+    text = without_header_timeouts(without_restrict(out.read_bytes().decode()))
+    out.write_bytes(text.encode())
     return out
+
+
+def without_header_timeouts(text: str) -> str:
+    """The script without its header's timeout settings (`_HEADER_TIMEOUT`).
+
+    Only the header is touched: the lines before the first entry (`-- Name:`
+    or `-- Data for Name:` comment), where no object's text can be."""
+    lines = text.splitlines(keepends=True)
+    out = []
+    in_header = True
+    for line in lines:
+        if line.startswith(("-- Name: ", "-- Data for Name: ")):
+            in_header = False
+        if in_header and _HEADER_TIMEOUT.match(line.rstrip("\n")):
+            continue
+        out.append(line)
+    return "".join(out)
 
 
 def without_restrict(text: str) -> str:

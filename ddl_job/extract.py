@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from . import casts, constraints, dump, foreign_keys, inheritance, privileges
+from . import casts, clients, constraints, dump, foreign_keys, inheritance, privileges
 from .artifacts import ArtifactStore
 from .catalog import existing_schemas, schemas_marked_by
 from .caveats import report_caveats
@@ -64,6 +64,7 @@ def extract(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str,
     if mode not in MODES:
         raise DataPlaneError("InvalidMode", f"mode must be one of {MODES}, not {mode!r}")
     mapping = target_names(schemas, suffix)
+    clients.require(source, target)   # before the copy is changed
     dump.require_comment_safe(list(mapping), source)
 
     with source.connect(application_name="pgsr-extract") as src, \

@@ -6,6 +6,7 @@ target schema name is taken (names ≤ 63 bytes are checked before connecting).
 
 from __future__ import annotations
 
+from . import clients
 from .catalog import existing_schemas
 from .conn import Endpoint
 from .errors import DataPlaneError
@@ -25,6 +26,7 @@ def precheck(target: Endpoint, schemas: list[str], suffix: str, *,
         raise
     with conn:
         taken = sorted(existing_schemas(conn, list(mapping.values())))
+    clients.require(target)   # post-data will need production's own pg_restore
     if taken:
         raise DataPlaneError("TargetExists",
                              f"schemas already exist in {target.describe()}: {taken}")

@@ -16,7 +16,6 @@ forced failure drops exactly them, and a name cannot forge a marker.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import yaml
 from psycopg import sql
 from test_rich_restore import assert_unchanged, db_state, one, table_rows
 
-from ddl_job import dump, marker, requests
+from ddl_job import clients, dump, marker, requests
 from ddl_job.artifacts import LocalStore
 from ddl_job.conn import Endpoint
 from ddl_job.errors import DataPlaneError, InvalidRequest, InvalidSpec
@@ -513,9 +512,12 @@ def test_old_pg_restore_is_refused_for_line_breaks(world, tmp_path):
     fake.mkdir()
     (fake / "pg_restore").write_text("#!/bin/sh\necho 'pg_restore (PostgreSQL) 15.13'\n")
     (fake / "pg_restore").chmod(0o755)
+    real = clients.choose(clients.server_major(Endpoint.from_dsn("target", w.prod.dsn(w.tgt))),
+                          clients.installed(), "the test cluster")
+    (fake / "pg_dump").symlink_to(real / "pg_dump")
     w.before = db_state(w.prod, w.tgt)
     run = w.run(["from-copy", "--suffix", SUFFIX, "--disposable-source"], ["new\nline"],
-                extra_env={"PATH": f"{fake}:{os.environ['PATH']}"})
+                extra_env={"PGSR_PG_BINDIR": str(fake)})
     assert run.returncode == 1 and run.last["reason"] == "ToolTooOld", str(run)
     assert "15.13" in run.last["message"]
     with w.copyhost.connect(w.src) as conn:   # not even renamed in the copy
