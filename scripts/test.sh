@@ -5,7 +5,8 @@
 #   ./scripts/test.sh            everything: unit, PostgreSQL, moto, the real
 #                                kube-apiserver (built and cached the first time),
 #                                the real-world corpora (PostgreSQL's regression
-#                                scripts fetched and cached the first time)
+#                                scripts fetched and cached the first time), the
+#                                built images (scripts/images/build.sh)
 #   ./scripts/test.sh --fast     the fast tier: `-m "not e2e and not aws and not kube"`; a later -m wins
 #                                (no moto, no control plane, no kube build)
 #
@@ -34,6 +35,11 @@ else
   # Fetched and built before pytest (once per machine, cached): never inside a test.
   ./scripts/fetch-regress.sh
   ./scripts/kube/build.sh
+  # Both images, on a base made from Debian's packages (cached per machine).
+  # The lock files' hashes check every Python file installed, so trusting
+  # PyPI's hosts costs nothing where TLS to them is intercepted (CI here).
+  PGSR_PIP_TRUSTED_HOST="${PGSR_PIP_TRUSTED_HOST-pypi.org files.pythonhosted.org}" \
+    ./scripts/images/build.sh
 fi
 exec .venv/bin/python -m pytest -n "${PGSR_TEST_WORKERS:-4}" --dist worksteal \
   "${tier[@]}" "${args[@]}"

@@ -37,9 +37,11 @@ class Run:
 
 
 def run_ddl_job(args: list[str], *, source: str | None, target: str | None,
-                timeout: float = 300, extra_env: dict[str, str] | None = None) -> Run:
+                timeout: float = 300, extra_env: dict[str, str] | None = None,
+                command: list[str] | None = None) -> Run:
     """Connections only through PGSR_*_DSN; no PG* variable leaks in from outside
-    (`extra_env`, e.g. a PATH, is added last)."""
+    (`extra_env`, e.g. a PATH, is added last). `command` runs the steps some
+    other way (the built image) instead of this Python's `-m ddl_job`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env.update(extra_env or {})
     if source is not None:
@@ -47,7 +49,8 @@ def run_ddl_job(args: list[str], *, source: str | None, target: str | None,
     if target is not None:
         env["PGSR_TARGET_DSN"] = target
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "ddl_job", *args], cwd=REPO, env=env,
+    proc = subprocess.run([*(command or [sys.executable, "-m", "ddl_job"]), *args],
+                          cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
     seconds = time.monotonic() - started
     events = []
