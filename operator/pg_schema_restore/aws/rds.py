@@ -1,8 +1,10 @@
 """RDS / Aurora: the temporary restored copy (engine port `TemporaryDatabases`).
 
-Four ways to make the copy, all with the source's engine version, in the
-spec's isolated subnet group and security groups, never publicly accessible,
-without deletion protection, tagged `pg-schema-restore/restore-id`:
+Four ways to make the copy, all with the source's engine version, beside
+and like the source (its subnet group, security groups, parameter groups,
+Serverless v2 scaling, storage and KMS key, unless the spec names others:
+`placement.py`), never publicly accessible, without deletion protection,
+tagged `pg-schema-restore/restore-id`:
 
 | source   | restoreTime                        | snapshotId                                    |
 |----------|------------------------------------|-----------------------------------------------|
@@ -10,12 +12,18 @@ without deletion protection, tagged `pg-schema-restore/restore-id`:
 | cluster  | RestoreDBClusterToPointInTime      | RestoreDBClusterFromSnapshot                  |
 |          |   + CreateDBInstance (the writer)  |   + CreateDBInstance (the writer)             |
 
+`create` makes the restore call; `wait_ready` waits (bounded, with the
+reason `TemporaryDatabaseTimeout`), for Aurora first for the cluster to be
+`available`, then creates the writer: AWS accepts instances only in an
+available cluster (docs/facts.md, "The temporary copy on AWS").
+
 Identifiers are deterministic (`record.resource_name`), written to the
 record and checkpointed *before* each create call; a re-run describes by id
 first and never creates twice. Validation happens before anything is
 created: the restore point must lie inside the source's restorable window
 (checked here: moto does not), the snapshot must exist and belong to the
-source.
+source (automated `rds:` ids, manual ones, and ARNs of snapshots shared by
+another account are all looked up as the API reference asks).
 
 Credentials: by default the copy's master password is reset
 (ModifyDBInstance / ModifyDBCluster, ApplyImmediately) to a fresh random one
@@ -29,7 +37,8 @@ named `record.resource_name("secret")`; the copy lives in
 `spec.source.region` (default: the session's region too).
 
 Cleanup deletes the writer/instances (SkipFinalSnapshot, automated backups
-too), waits for them to be gone, deletes the cluster, and force-deletes the
+too), waits for them to be gone, deletes the cluster (automated backups too;
+a cluster still `creating` is retried until AWS accepts), and force-deletes the
 temporary secret -- each found by recorded id AND by tag; NotFound is done.
 
 Secrets Manager is reached through the injected `secrets` collaborator
@@ -348,8 +357,14 @@ class RdsTemporaryDatabases:
     # -- phase 2 -------------------------------------------------------------
     @staticmethod
     def _settings(record: RestoreRecord) -> dict[str, Any]:
-        """The copy's settings as phase 1 resolved them (spec, else source)."""
-        return dict(record.source.get("settings") or {})
+        """The copy's settings as phase 1 resolved them (spec, else source);
+        a record saved before they were resolved has the spec's alone."""
+        if record.source.get("settings"):
+            return dict(record.source["settings"])
+        temp = record.requested.temporary_database
+        return {"instanceClass": {"value": temp.instance_class},
+                "subnetGroup": {"value": temp.subnet_group},
+                "securityGroupIds": {"value": list(temp.security_group_ids)}}
 
     def create(self, record: RestoreRecord, spec: RestoreSpec,
                checkpoint: Callable[[], None]) -> None:
