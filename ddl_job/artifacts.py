@@ -7,12 +7,42 @@ Artifacts hold DDL only: never data, never credentials.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
 from .errors import DataPlaneError
+
+# S3 settings travel from the operator's environment (the same variables its
+# settings are read from): server-side encryption (AES256 by default, or
+# aws:kms with an optional key id, for buckets whose policy demands KMS) and
+# the account expected to own the bucket (S3 refuses the call otherwise).
+SSE_ENV = "PGSR_ARTIFACTS_SSE"
+KMS_KEY_ENV = "PGSR_ARTIFACTS_KMS_KEY_ID"
+BUCKET_OWNER_ENV = "PGSR_ARTIFACTS_BUCKET_OWNER"
+SSE_MODES = ("AES256", "aws:kms")
+
+
+def s3_upload_args(env: dict[str, str] | None = None) -> dict[str, str]:
+    """ExtraArgs of an artifact upload: encryption and the bucket's owner."""
+    env = dict(os.environ if env is None else env)
+    mode = env.get(SSE_ENV) or "AES256"
+    if mode not in SSE_MODES:
+        raise DataPlaneError("InvalidArtifacts",
+                             f"{SSE_ENV} must be one of {SSE_MODES}, not {mode!r}")
+    args = {"ServerSideEncryption": mode}
+    if mode == "aws:kms" and env.get(KMS_KEY_ENV):
+        args["SSEKMSKeyId"] = env[KMS_KEY_ENV]
+    args.update(bucket_owner(env))
+    return args
+
+
+def bucket_owner(env: dict[str, str] | None = None) -> dict[str, str]:
+    """{"ExpectedBucketOwner": account} when one is configured, else {}."""
+    owner = dict(os.environ if env is None else env).get(BUCKET_OWNER_ENV, "")
+    return {"ExpectedBucketOwner": owner} if owner else {}
 
 
 class ArtifactStore(Protocol):
@@ -79,7 +109,7 @@ class S3Store:
 
         try:
             self._s3.upload_file(str(path), self.bucket, self._key(name),
-                                 ExtraArgs={"ServerSideEncryption": "AES256"})
+                                 ExtraArgs=s3_upload_args())
         except (ClientError, S3UploadFailedError, BotoCoreError) as exc:
             raise DataPlaneError("ArtifactWriteFailed",
                                  f"artifact {name} not written to {self.location}: "
@@ -91,7 +121,8 @@ class S3Store:
         dest = Path(dest_dir) / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._s3.download_file(self.bucket, self._key(name), str(dest))
+            self._s3.download_file(self.bucket, self._key(name), str(dest),
+                                   ExtraArgs=bucket_owner() or None)
         except ClientError as exc:
             raise DataPlaneError("ArtifactMissing",
                                  f"artifact {name} not readable in {self.location}: "
@@ -102,7 +133,8 @@ class S3Store:
         from botocore.exceptions import ClientError
 
         try:
-            body = self._s3.get_object(Bucket=self.bucket, Key=self._key(name))["Body"]
+            body = self._s3.get_object(Bucket=self.bucket, Key=self._key(name),
+                                       **bucket_owner())["Body"]
         except ClientError as exc:
             raise DataPlaneError("ArtifactMissing",
                                  f"artifact {name} not readable in {self.location}: "
@@ -112,7 +144,8 @@ class S3Store:
     def names(self) -> list[str]:
         names: list[str] = []
         paginator = self._s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix,
+                                       **bucket_owner()):
             names += [obj["Key"][len(self.prefix):] for obj in page.get("Contents", [])]
         return sorted(names)
 
@@ -120,7 +153,8 @@ class S3Store:
         keys = [self._key(n) for n in self.names()]
         for start in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[start:start + 1000]]
-            self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True},
+                                    **bucket_owner())
         return len(keys)
 
 

@@ -42,3 +42,18 @@ def test_invalid_spec_is_refused_with_a_precise_message(mutate, says):
     for words in says:
         assert words in refused.value.message, (words, refused.value.message)
     assert "Traceback" not in refused.value.message
+
+
+def test_the_copy_may_be_serverless_and_name_its_parameter_groups():
+    """Aurora Serverless v2's class and the copy's parameter groups (the
+    source's when unset: aws/placement.py)."""
+    spec = copy.deepcopy(VALID)
+    spec["temporaryDatabase"].update(instanceClass="db.serverless", parameterGroup="copy-pg",
+                                     clusterParameterGroup="copy-cpg")
+    temp = RestoreSpec.from_dict(spec).temporary_database
+    assert (temp.instance_class, temp.parameter_group, temp.cluster_parameter_group) == (
+        "db.serverless", "copy-pg", "copy-cpg")
+    assert RestoreSpec.from_dict(copy.deepcopy(VALID)).temporary_database.parameter_group == ""
+    spec["temporaryDatabase"]["instanceClass"] = "db.serverlessx"
+    with pytest.raises(InvalidSpec):
+        RestoreSpec.from_dict(spec)

@@ -45,8 +45,12 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
                    default="resetMasterPassword")
     p.add_argument("--suffix", help="default: _YYYYMMDDHHMMSS of the restore point")
     p.add_argument("--instance-class", default="db.r6g.large")
-    p.add_argument("--subnet-group", default="")
-    p.add_argument("--security-group-id", action="append", default=[])
+    p.add_argument("--subnet-group", default="", help="default: the source's")
+    p.add_argument("--security-group-id", action="append", default=[],
+                   help="repeatable; default: the source's")
+    p.add_argument("--parameter-group", default="", help="default: the source's")
+    p.add_argument("--cluster-parameter-group", default="",
+                   help="Aurora; default: the source cluster's")
     p.add_argument("--artifacts", default="", help="s3://bucket/prefix for DDL artifacts")
     p.add_argument("--on-failure", choices=["dropRestoredSchemas", "keep"],
                    default="dropRestoredSchemas")
@@ -80,7 +84,9 @@ def spec_from_args(args: argparse.Namespace) -> RestoreSpec:
         "targetSuffix": args.suffix,
         "temporaryDatabase": {"instanceClass": args.instance_class,
                               "subnetGroup": args.subnet_group,
-                              "securityGroupIds": args.security_group_id},
+                              "securityGroupIds": args.security_group_id,
+                              "parameterGroup": args.parameter_group,
+                              "clusterParameterGroup": args.cluster_parameter_group},
         "onFailure": args.on_failure, "artifactsLocation": args.artifacts, "jobs": args.jobs,
         "foreignKeys": args.invalid_foreign_keys,
     })

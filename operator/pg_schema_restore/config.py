@@ -44,6 +44,12 @@ class OperatorConfig:
     cleanup_retry_seconds: int = 60
     spec_defaults: dict[str, Any] = field(default_factory=dict)
     artifacts_root: str = ""
+    # S3 artifacts: encryption (AES256 or aws:kms [+ key id]) and the account
+    # that must own the bucket. Read by the data plane from the same
+    # PGSR_ARTIFACTS_* variables (ddl_job/artifacts.py).
+    artifacts_sse: str = "AES256"
+    artifacts_kms_key_id: str = ""
+    artifacts_bucket_owner: str = ""
     audit_table: str = ""
     dms_secrets_role_arn: str = ""             # IAM role DMS assumes to read secrets
     metrics_port: int = 9090

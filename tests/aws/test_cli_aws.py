@@ -47,7 +47,13 @@ def test_plan_validates_and_creates_nothing(aws_world, capsys):
     assert plan["targets"] == {"customer_a1": "customer_a1" + suffix,
                                "customer_b2": "customer_b2" + suffix}
     assert plan["source"]["kind"] == "instance"
-    assert plan["wouldCreate"]["temporaryDatabase"] == {"instance": "pgsr-plan1-db"}
+    copy = plan["wouldCreate"]["temporaryDatabase"]
+    assert copy["instance"] == "pgsr-plan1-db"
+    # No network or parameter group given: the source's, and plan says so.
+    assert copy["settings"]["subnetGroup"] == {"value": "pgsr-isolated", "from": "source"}
+    assert copy["settings"]["parameterGroup"] == {"value": "prod-pg15", "from": "source"}
+    assert copy["settings"]["instanceClass"] == {"value": "db.r6g.large",
+                                                 "from": "operator default"}
     assert plan["wouldCreate"]["artifacts"] == f"s3://{BUCKET}/plans/plan1"
     assert _instances() == before
     sm = boto3.client("secretsmanager", region_name=REGION)

@@ -18,9 +18,10 @@ tests/conftest.py):
   `aws_sim.session()`), API call counters, fault injection (`Crash`,
   throttling), and the RDS double described below.
 - `aws_world` -> `AwsWorld`: a "production" in moto and in PostgreSQL:
-  VPC + isolated DB subnet group + security group; RDS instance `prod-db`
-  (postgres), Aurora cluster `prod-aurora` (+ writer), instance `other-db`
-  (a foreign source); a production database (`new_db(prod)`) owned by its
+  VPC + isolated DB subnet group + security groups (production's, and one for
+  temporary databases) + parameter groups; RDS instance `prod-db` (postgres),
+  Aurora Serverless v2 cluster `prod-aurora` (+ `db.serverless` writer),
+  instance `other-db` (a foreign source); a production database (`new_db(prod)`) owned by its
   own login role, with tenant schemas `customer_a1`, `customer_b2` and a
   `shared` schema; the production secret (Secrets Manager) holding the REAL
   connection to it; S3 bucket `pgsr-artifacts`; DynamoDB table `pgsr-audit`.
@@ -42,6 +43,9 @@ The RDS double (`AwsSimulator`), through botocore events on the Session:
   moto lacks ([production base backup, now]).
 - `before-call` short-circuits are available to serve what moto lacks
   (`aws_sim.serve(op, fn)`).
+- AWS's stricter RDS rules (`aws_sim.strict`, tests/support/aws_strict.py):
+  no writer before its cluster is available, automated and shared snapshot
+  lookups, and a record of each copy's network and parameter groups.
 
 Faults: `aws_sim.crash_before(op)`, `crash_after(op)` raise `Crash` (a
 BaseException: the runner does not catch it, like a killed process);
@@ -81,6 +85,7 @@ from pg_schema_restore.engine import runner
 from pg_schema_restore.engine.record import RestoreRecord, restore_id_for
 from pg_schema_restore.engine.spec import RestoreSpec
 from pg_schema_restore.local.cluster import LocalCluster, pitr_copy
+from support.aws_strict import StrictAws
 from support.pg import restore_point
 
 REGION = "eu-west-1"
@@ -267,6 +272,7 @@ class AwsSimulator:
         self._lifecycle: dict[str, list[str]] = {}  # "instance:id" -> statuses to serve
         self._served: dict[str, Callable[..., Any]] = {}
         self._lock = threading.RLock()
+        self.strict = StrictAws()   # AWS's refusals that moto lacks (support/aws_strict.py)
 
     # -- sessions ---------------------------------------------------------
     def attach(self, session: boto3.Session) -> boto3.Session:
@@ -276,6 +282,7 @@ class AwsSimulator:
         events.register("before-call", self._before_call)
         events.register_first("before-send", self._before_send)
         events.register("after-call", self._after_call)
+        self.strict.attach(events)
         return session
 
     def session(self) -> boto3.Session:
@@ -832,20 +839,39 @@ def _moto_world(sim: AwsSimulator, earliest: datetime) -> dict[str, str]:
     rds.create_db_subnet_group(DBSubnetGroupName="pgsr-isolated",
                                DBSubnetGroupDescription="isolated subnets, no route out",
                                SubnetIds=subnets)
+    # Production's own settings, which a copy inherits unless the spec says otherwise.
+    production_group = ec2.create_security_group(GroupName="prod-db",
+                                                 Description="production databases",
+                                                 VpcId=vpc)["GroupId"]
+    rds.create_db_parameter_group(DBParameterGroupName="prod-pg15",
+                                  DBParameterGroupFamily="postgres15",
+                                  Description="max_locks_per_transaction raised")
+    rds.create_db_cluster_parameter_group(DBClusterParameterGroupName="prod-apg15",
+                                          DBParameterGroupFamily="aurora-postgresql15",
+                                          Description="rds.force_ssl on")
+    rds.create_db_parameter_group(DBParameterGroupName="prod-apg15-writer",
+                                  DBParameterGroupFamily="aurora-postgresql15",
+                                  Description="writer settings")
     common = {"Engine": "postgres", "EngineVersion": ENGINE_VERSION,
               "DBInstanceClass": "db.r6g.large", "MasterUsername": "postgres",
               "MasterUserPassword": "unused-by-tests", "AllocatedStorage": 100,
               "BackupRetentionPeriod": 7, "DBSubnetGroupName": "pgsr-isolated",
+              "VpcSecurityGroupIds": [production_group], "DBParameterGroupName": "prod-pg15",
               "Tags": [{"Key": "env", "Value": "production"}]}
     rds.create_db_instance(DBInstanceIdentifier="prod-db", **common)
     rds.create_db_instance(DBInstanceIdentifier="other-db", **common)
     rds.create_db_cluster(DBClusterIdentifier="prod-aurora", Engine="aurora-postgresql",
                           EngineVersion=ENGINE_VERSION, MasterUsername="postgres",
                           MasterUserPassword="unused-by-tests", BackupRetentionPeriod=7,
-                          DBSubnetGroupName="pgsr-isolated")
+                          DBSubnetGroupName="pgsr-isolated",
+                          VpcSecurityGroupIds=[production_group],
+                          DBClusterParameterGroupName="prod-apg15",
+                          ServerlessV2ScalingConfiguration={"MinCapacity": 0.5,
+                                                            "MaxCapacity": 16})
     rds.create_db_instance(DBInstanceIdentifier="prod-aurora-1",
                            DBClusterIdentifier="prod-aurora", Engine="aurora-postgresql",
-                           DBInstanceClass="db.r6g.large")
+                           DBInstanceClass="db.serverless",
+                           DBParameterGroupName="prod-apg15-writer")
     sim.windows["prod-db"] = earliest
     sim.windows["other-db"] = earliest
     rds_backend().clusters["prod-aurora"].earliest_restorable_time = earliest

@@ -1,8 +1,8 @@
 """AWS DMS full load: the `dms` data copy (engine port `DataMigration`).
 
-One replication instance per restore, created in phase 1 (it takes minutes
-to provision, so it is started early, in parallel with the database
-restore); in phase 4 two endpoints that read their credentials from Secrets
+One replication instance per restore, created in phase 2 right after the
+restore call (it takes minutes to provision, fewer than the restore, so it
+is ready when the copy is and is not billed while phase 1 runs); in phase 4 two endpoints that read their credentials from Secrets
 Manager, both connection tests polled to completion, then one `full-load`
 task per schema, at most `max_concurrent_tasks` at once, each waited on until
 it has *really* finished. Everything is deleted, by recorded id and by tag, in
@@ -40,12 +40,13 @@ Configuration (operator Helm values / CLI flags; see `DmsSettings`):
   temporary secret and the production secret (plus `kms:Decrypt` if they use
   a customer key). The operator's own identity needs `iam:PassRole` on it.
 - `replication_subnet_group`: an existing DMS replication subnet group. If
-  empty and the spec names an RDS DB subnet group
-  (`temporaryDatabase.subnetGroup`), a replication subnet group with the
-  same subnets is created for this restore (a temporary resource, deleted at
+  empty, a replication subnet group with the subnets of the temporary
+  database's DB subnet group (`temporaryDatabase.subnetGroup`, else the
+  source's) is created for this restore (a temporary resource, deleted at
   cleanup; AWS needs the `dms-vpc-role` role for that). If both are empty,
   DMS uses the default VPC.
-- the instance gets `temporaryDatabase.securityGroupIds`: they must allow it
+- the instance gets the temporary database's security groups (the spec's,
+  else the source's): they must allow it
   to reach both the temporary database and production.
 
 Waits go through session.py's `Poller` (exponential backoff, injectable sleep
@@ -130,6 +131,12 @@ class DmsSettings:
             raise ProviderError("DmsNotConfigured", "lob_max_size_kb must be 1..102400")
         if self.max_concurrent_tasks < 1:
             raise ProviderError("DmsNotConfigured", "max_concurrent_tasks must be >= 1")
+
+
+def _copy_or_spec(record: RestoreRecord, name: str, spec_value: Any) -> Any:
+    """The temporary database's setting as phase 1 resolved it (the spec's,
+    else the source's): the replication instance goes where the copy goes."""
+    return record.copy_setting(name) or spec_value
 
 
 def _chunks(items: list[T], size: int) -> Iterable[list[T]]:
@@ -278,8 +285,10 @@ class DmsMigration:
                 "AutoMinorVersionUpgrade": False,
                 "Tags": self._tags(record),
             }
-            if spec.temporary_database.security_group_ids:
-                params["VpcSecurityGroupIds"] = list(spec.temporary_database.security_group_ids)
+            groups = _copy_or_spec(record, "securityGroupIds",
+                                   list(spec.temporary_database.security_group_ids))
+            if groups:
+                params["VpcSecurityGroupIds"] = list(groups)
             if subnet_group:
                 params["ReplicationSubnetGroupIdentifier"] = subnet_group
             if self.settings.engine_version:
@@ -301,7 +310,8 @@ class DmsMigration:
         """The replication subnet group to use ("" = DMS default)."""
         if self.settings.replication_subnet_group:
             return self.settings.replication_subnet_group
-        db_subnet_group = spec.temporary_database.subnet_group
+        db_subnet_group = _copy_or_spec(record, "subnetGroup",
+                                        spec.temporary_database.subnet_group)
         if not db_subnet_group:
             return ""
         dms = self._dms(record)

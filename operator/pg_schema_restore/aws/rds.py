@@ -1,8 +1,10 @@
 """RDS / Aurora: the temporary restored copy (engine port `TemporaryDatabases`).
 
-Four ways to make the copy, all with the source's engine version, in the
-spec's isolated subnet group and security groups, never publicly accessible,
-without deletion protection, tagged `pg-schema-restore/restore-id`:
+Four ways to make the copy, all with the source's engine version, beside
+and like the source (its subnet group, security groups, parameter groups,
+Serverless v2 scaling, storage and KMS key, unless the spec names others:
+`placement.py`), never publicly accessible, without deletion protection,
+tagged `pg-schema-restore/restore-id`:
 
 | source   | restoreTime                        | snapshotId                                    |
 |----------|------------------------------------|-----------------------------------------------|
@@ -10,12 +12,18 @@ without deletion protection, tagged `pg-schema-restore/restore-id`:
 | cluster  | RestoreDBClusterToPointInTime      | RestoreDBClusterFromSnapshot                  |
 |          |   + CreateDBInstance (the writer)  |   + CreateDBInstance (the writer)             |
 
+`create` makes the restore call; `wait_ready` waits (bounded, with the
+reason `TemporaryDatabaseTimeout`), for Aurora first for the cluster to be
+`available`, then creates the writer: AWS accepts instances only in an
+available cluster (docs/facts.md, "The temporary copy on AWS").
+
 Identifiers are deterministic (`record.resource_name`), written to the
 record and checkpointed *before* each create call; a re-run describes by id
 first and never creates twice. Validation happens before anything is
 created: the restore point must lie inside the source's restorable window
 (checked here: moto does not), the snapshot must exist and belong to the
-source.
+source (automated `rds:` ids, manual ones, and ARNs of snapshots shared by
+another account are all looked up as the API reference asks).
 
 Credentials: by default the copy's master password is reset
 (ModifyDBInstance / ModifyDBCluster, ApplyImmediately) to a fresh random one
@@ -29,7 +37,8 @@ named `record.resource_name("secret")`; the copy lives in
 `spec.source.region` (default: the session's region too).
 
 Cleanup deletes the writer/instances (SkipFinalSnapshot, automated backups
-too), waits for them to be gone, deletes the cluster, and force-deletes the
+too), waits for them to be gone, deletes the cluster (automated backups too;
+a cluster still `creating` is retried until AWS accepts), and force-deletes the
 temporary secret -- each found by recorded id AND by tag; NotFound is done.
 
 Secrets Manager is reached through the injected `secrets` collaborator
@@ -39,9 +48,10 @@ each other.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets as random
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
 import boto3
@@ -52,6 +62,7 @@ from ddl_job.errors import CleanupFailed, InvalidSpec, ProviderError, RestoreErr
 from ..engine.ports import SourceInfo
 from ..engine.record import RestoreRecord
 from ..engine.spec import RestoreSpec
+from . import placement
 from .session import (RESTORE_ID_TAG, Clients, Poller, as_utc, error_code, error_message,
                       has_restore_tag, restore_tags)
 
@@ -88,9 +99,31 @@ class SecretStore(Protocol):
     def value_at(self, secret_id: str, point: datetime) -> dict[str, Any]: ...
 
 
+# ModifyDBCluster's MasterUserPassword takes 8-41 printable ASCII characters
+# except / " @ (ModifyDBInstance for PostgreSQL up to 128): one length fits both.
+PASSWORD_LENGTH = 40
+
+
 def _password() -> str:
-    # RDS PostgreSQL: 8-128 printable ASCII except / @ " and space.
-    return random.token_urlsafe(30)
+    """40 URL-safe characters (letters, digits, - and _): within both limits."""
+    return random.token_urlsafe(30)[:PASSWORD_LENGTH]
+
+
+def major(version: str) -> str:
+    """PostgreSQL's major version of an RDS engine version ("15.4" -> "15")."""
+    return version.split(".", 1)[0]
+
+
+def version_difference(expected: str | None, actual: str | None) -> str | None:
+    """A warning when the copy runs another minor version; ProviderError when
+    another major (RDS may restore onto a newer minor, never another major)."""
+    if not expected or not actual or expected == actual:
+        return None
+    if major(expected) != major(actual):
+        raise ProviderError("EngineVersionMismatch",
+                            f"temporary database runs {actual}, source {expected}")
+    return (f"the temporary database runs PostgreSQL {actual}, the source {expected}: "
+            "same major version, another minor (RDS chose it)")
 
 
 class RdsTemporaryDatabases:
@@ -118,7 +151,7 @@ class RdsTemporaryDatabases:
         return spec_or_record.region or None
 
     def _describe_one(self, region: str | None, operation: str, items_key: str,
-                      not_found: Any, **identifier: str) -> dict[str, Any] | None:
+                      not_found: Any, **identifier: Any) -> dict[str, Any] | None:
         """The one item a describe call returns for an identifier, or None."""
         try:
             found = getattr(self._rds(region), operation)(**identifier)
@@ -149,13 +182,54 @@ class RdsTemporaryDatabases:
             raise InvalidSpec(f"{source_id} is an instance of Aurora cluster "
                 f"{instance['DBClusterIdentifier']}: name the cluster as source.dbIdentifier")
         if instance is not None:
-            return self._describe_instance_source(spec, instance, region)
-        cluster = self._cluster(source_id, region)
-        if cluster is not None:
-            return self._describe_cluster_source(spec, cluster, region)
-        raise ProviderError("SourceNotFound",
-                            f"no RDS instance or Aurora cluster named {source_id!r}"
-                            + (f" in {region}" if region else ""))
+            info = self._describe_instance_source(spec, instance, region)
+            settings = placement.instance_settings(spec, instance)
+            engine = INSTANCE_ENGINES[0]
+        else:
+            cluster = self._cluster(source_id, region)
+            if cluster is None:
+                raise ProviderError("SourceNotFound",
+                                    f"no RDS instance or Aurora cluster named {source_id!r}"
+                                    + (f" in {region}" if region else ""))
+            info = self._describe_cluster_source(spec, cluster, region)
+            settings = placement.cluster_settings(spec, cluster, self._writer_of(cluster, region))
+            engine = CLUSTER_ENGINES[0]
+        notes = info.notes + self._support_notes(engine, info.engine_version, region)
+        return dataclasses.replace(info, settings=settings, notes=notes)
+
+    def _writer_of(self, cluster: dict[str, Any], region: str | None) -> dict[str, Any] | None:
+        """The source cluster's writer instance (its parameter group is the writer's)."""
+        for member in cluster.get("DBClusterMembers") or []:
+            if member.get("IsClusterWriter"):
+                return self._instance(member["DBInstanceIdentifier"], region)
+        return None
+
+    def _support_notes(self, engine: str, version: str, region: str | None) -> tuple[str, ...]:
+        """Whether the copy will be billed for RDS Extended Support.
+
+        Restore calls default to EngineLifecycleSupport
+        `open-source-rds-extended-support` (RDS API reference): a copy of a
+        major version past its end of standard support is enrolled and billed
+        for it. Disabling it would make RDS upgrade the copy's major version,
+        which a restore must not do; so `plan` says it instead."""
+        try:
+            found = self._rds(region).describe_db_major_engine_versions(
+                Engine=engine, MajorEngineVersion=major(version))
+        except ClientError as exc:
+            return (f"support dates of {engine} {major(version)} unknown ({error_code(exc)}): "
+                    "past the end of standard support the copy is enrolled in RDS Extended "
+                    "Support, billed per vCPU-hour while it runs",)
+        now = datetime.now(timezone.utc)
+        for item in found.get("DBMajorEngineVersions", []):
+            for cycle in item.get("SupportedEngineLifecycles", []):
+                end = cycle.get("LifecycleSupportEndDate")
+                if (cycle.get("LifecycleSupportName") == "open-source-rds-standard-support"
+                        and end and as_utc(end) < now):
+                    return (f"{engine} {major(version)} left RDS standard support on "
+                            f"{as_utc(end).date().isoformat()}: the copy will be enrolled in "
+                            "RDS Extended Support (the restore calls' default), billed per "
+                            "vCPU-hour on top of the instance while it runs",)
+        return ()
 
     def _describe_instance_source(self, spec: RestoreSpec, instance: dict[str, Any],
                                   region: str | None) -> SourceInfo:
@@ -166,7 +240,7 @@ class RdsTemporaryDatabases:
         if spec.snapshot_id is not None:
             return self._from_snapshot("instance", "snapshot", instance,
                                        self._snapshot(spec.snapshot_id, region),
-                                       "DBInstanceIdentifier")
+                                       "DBInstanceIdentifier", spec.snapshot_id)
         earliest, latest = self._instance_window(instance, region)
         self._check_point(spec, source_id, earliest, latest)
         return SourceInfo("instance", instance["EngineVersion"], earliest, latest)
@@ -209,7 +283,7 @@ class RdsTemporaryDatabases:
         if spec.snapshot_id is not None:
             return self._from_snapshot("cluster", "cluster snapshot", cluster,
                                        self._cluster_snapshot(spec.snapshot_id, region),
-                                       "DBClusterIdentifier")
+                                       "DBClusterIdentifier", spec.snapshot_id)
         if not cluster.get("EarliestRestorableTime") or not cluster.get("LatestRestorableTime"):
             raise ProviderError("PointInTimeRestoreUnavailable",
                                 f"cluster {source_id} reports no restorable window")
@@ -219,18 +293,26 @@ class RdsTemporaryDatabases:
         return SourceInfo("cluster", cluster["EngineVersion"], earliest, latest)
 
     def _from_snapshot(self, kind: str, label: str, source: dict[str, Any],
-                       snapshot: dict[str, Any], owner_key: str) -> SourceInfo:
-        """A snapshot restore: the snapshot must be the source's and available."""
+                       snapshot: dict[str, Any], owner_key: str, asked: str) -> SourceInfo:
+        """A snapshot restore: the snapshot must be the source's (unless shared
+        by another account) and available."""
         source_id, snapshot_id = source[owner_key], snapshot.get(
             "DBSnapshotIdentifier") or snapshot.get("DBClusterSnapshotIdentifier")
-        if snapshot.get(owner_key) != source_id:
+        arn = source.get("DBInstanceArn") or source.get("DBClusterArn") or ""
+        shared_from = _account_of(asked)
+        notes: tuple[str, ...] = ()
+        if shared_from and shared_from != _account_of(arn):
+            # Another account's database: its identifier means nothing here.
+            notes = (f"{label} {asked} is shared from account {shared_from}: not "
+                     f"checked to be a snapshot of {source_id}",)
+        elif snapshot.get(owner_key) != source_id:
             raise ProviderError(
                 "SnapshotNotOfSource",
                 f"{label} {snapshot_id} belongs to {snapshot.get(owner_key)!r}, "
                 f"not to {source_id}")
         self._snapshot_available(snapshot_id, snapshot.get("Status"))
         return SourceInfo(kind, snapshot.get("EngineVersion") or source["EngineVersion"],
-                          snapshot_time=_snapshot_time(snapshot))
+                          snapshot_time=_snapshot_time(snapshot), notes=notes)
 
     @staticmethod
     def _check_point(spec: RestoreSpec, source_id: str, earliest: datetime,
@@ -245,7 +327,8 @@ class RdsTemporaryDatabases:
 
     def _snapshot(self, snapshot_id: str, region: str | None) -> dict[str, Any]:
         found = self._describe_one(region, "describe_db_snapshots", "DBSnapshots",
-                                   _SNAPSHOT_NOT_FOUND, DBSnapshotIdentifier=snapshot_id)
+                                   _SNAPSHOT_NOT_FOUND,
+                                   **snapshot_lookup("DBSnapshotIdentifier", snapshot_id))
         if found is None:
             raise ProviderError("SnapshotNotFound", f"DB snapshot {snapshot_id} not found")
         return found
@@ -253,7 +336,8 @@ class RdsTemporaryDatabases:
     def _cluster_snapshot(self, snapshot_id: str, region: str | None) -> dict[str, Any]:
         found = self._describe_one(region, "describe_db_cluster_snapshots",
                                    "DBClusterSnapshots", _CLUSTER_SNAPSHOT_NOT_FOUND,
-                                   DBClusterSnapshotIdentifier=snapshot_id)
+                                   **snapshot_lookup("DBClusterSnapshotIdentifier",
+                                                     snapshot_id))
         if found is None:
             raise ProviderError("SnapshotNotFound",
                                 f"DB cluster snapshot {snapshot_id} not found")
@@ -271,15 +355,16 @@ class RdsTemporaryDatabases:
         return spec.source.secret_arn
 
     # -- phase 2 -------------------------------------------------------------
-    def _common(self, spec: RestoreSpec, record: RestoreRecord) -> dict[str, Any]:
-        temp = spec.temporary_database
-        kwargs: dict[str, Any] = {"Tags": restore_tags(record.restore_id),
-                                  "DeletionProtection": False}
-        if temp.subnet_group:
-            kwargs["DBSubnetGroupName"] = temp.subnet_group
-        if temp.security_group_ids:
-            kwargs["VpcSecurityGroupIds"] = list(temp.security_group_ids)
-        return kwargs
+    @staticmethod
+    def _settings(record: RestoreRecord) -> dict[str, Any]:
+        """The copy's settings as phase 1 resolved them (spec, else source);
+        a record saved before they were resolved has the spec's alone."""
+        if record.source.get("settings"):
+            return dict(record.source["settings"])
+        temp = record.requested.temporary_database
+        return {"instanceClass": {"value": temp.instance_class},
+                "subnetGroup": {"value": temp.subnet_group},
+                "securityGroupIds": {"value": list(temp.security_group_ids)}}
 
     def create(self, record: RestoreRecord, spec: RestoreSpec,
                checkpoint: Callable[[], None]) -> None:
@@ -296,9 +381,8 @@ class RdsTemporaryDatabases:
         if kind == "instance":
             self._create_instance(record, spec, resources["instanceId"], region)
         else:
+            # The writer waits for the cluster to be available (wait_ready).
             self._create_cluster(record, spec, resources["clusterId"], region)
-            self._create_writer(record, spec, resources["clusterId"],
-                                resources["instanceId"], region)
 
     def _adopt(self, kind: str, identifier: str, found: dict[str, Any],
                record: RestoreRecord) -> None:
@@ -317,7 +401,8 @@ class RdsTemporaryDatabases:
             self._adopt("DB instance", identifier, existing, record)
             return
         # No automated backups of a disposable copy: available sooner, nothing to retain.
-        kwargs = {**self._common(spec, record),
+        kwargs = {"Tags": restore_tags(record.restore_id), "DeletionProtection": False,
+                  **placement.instance_restore_params(self._settings(record)),
                   "DBInstanceClass": spec.temporary_database.instance_class,
                   "PubliclyAccessible": False, "MultiAZ": False,
                   "AutoMinorVersionUpgrade": False, "BackupRetentionPeriod": 0}
@@ -346,7 +431,8 @@ class RdsTemporaryDatabases:
         if existing is not None:
             self._adopt("DB cluster", identifier, existing, record)
             return
-        kwargs = self._common(spec, record)
+        kwargs = {"Tags": restore_tags(record.restore_id), "DeletionProtection": False,
+                  **placement.cluster_restore_params(self._settings(record))}
         rds = self._rds(region)
         try:
             if spec.snapshot_id is not None:
@@ -377,9 +463,9 @@ class RdsTemporaryDatabases:
             # Subnets and security groups come from the cluster.
             self._rds(region).create_db_instance(
                 DBInstanceIdentifier=identifier, DBClusterIdentifier=cluster_id,
-                Engine=CLUSTER_ENGINES[0], DBInstanceClass=spec.temporary_database.instance_class,
-                PubliclyAccessible=False, AutoMinorVersionUpgrade=False,
-                Tags=restore_tags(record.restore_id))
+                Engine=CLUSTER_ENGINES[0], PubliclyAccessible=False,
+                AutoMinorVersionUpgrade=False, Tags=restore_tags(record.restore_id),
+                **placement.writer_params(self._settings(record)))
         except ClientError as exc:
             if error_code(exc) not in _ALREADY_EXISTS:
                 raise
@@ -388,11 +474,17 @@ class RdsTemporaryDatabases:
                 raise
             self._adopt("DB instance", identifier, found, record)
 
-    def wait_ready(self, record: RestoreRecord) -> None:
+    def wait_ready(self, record: RestoreRecord) -> list[str]:
         resources = record.resources["temporaryDatabase"]
         region = resources.get("region")
         cluster_id = resources.get("clusterId")
         instance_id = resources["instanceId"]
+        if cluster_id:
+            # The API reference: instances can be created in a restored cluster
+            # only once it is `available`.
+            self._wait_cluster(cluster_id, region)
+            assert record.spec is not None
+            self._create_writer(record, record.spec, cluster_id, instance_id, region)
 
         def probe() -> dict[str, Any] | None:
             described: dict[str, Any] = {}
@@ -413,9 +505,19 @@ class RdsTemporaryDatabases:
                                      reason="TemporaryDatabaseTimeout")
         expected = record.source.get("engine_version")
         actual = (described.get("cluster") or described["instance"]).get("EngineVersion")
-        if expected and actual and actual != expected:
-            raise ProviderError("EngineVersionMismatch",
-                                f"temporary database runs {actual}, source {expected}")
+        warning = version_difference(expected, actual)
+        return [warning] if warning else []
+
+    def _wait_cluster(self, cluster_id: str, region: str | None) -> None:
+        def probe() -> bool | None:
+            cluster = self._cluster(cluster_id, region)
+            self._check_state("DB cluster", cluster_id, cluster, "Status")
+            return True if cluster["Status"] == "available" else None   # type: ignore[index]
+
+        self.poller.wait(probe, timeout=self.restore_timeout,
+                         what=f"DB cluster {cluster_id} to become available (its writer can "
+                              "be created only then)",
+                         reason="TemporaryDatabaseTimeout")
 
     @staticmethod
     def _check_state(kind: str, identifier: str, found: dict[str, Any] | None,
@@ -621,8 +723,11 @@ class RdsTemporaryDatabases:
 
         def attempt() -> bool | None:
             try:
+                # The copy's automated backups go with it (AWS's default too,
+                # unless an AWS Backup plan keeps them).
                 self._rds(region).delete_db_cluster(DBClusterIdentifier=identifier,
-                                                    SkipFinalSnapshot=True)
+                                                    SkipFinalSnapshot=True,
+                                                    DeleteAutomatedBackups=True)
             except ClientError as exc:
                 code = error_code(exc)
                 if code in _CLUSTER_NOT_FOUND:
@@ -647,6 +752,27 @@ class RdsTemporaryDatabases:
         self.poller.wait(lambda: True if describe() is None else None,
                          timeout=self.delete_timeout, what=f"{kind} deletion",
                          reason="CleanupTimeout")
+
+
+def snapshot_lookup(key: str, snapshot_id: str) -> dict[str, Any]:
+    """DescribeDB(Cluster)Snapshots parameters that find any snapshot by id.
+
+    The API reference: an automated snapshot's id (`rds:…`) is found only
+    with SnapshotType=automated; a snapshot shared by another account only
+    with IncludeShared=True and its ARN (IncludeShared does not apply to the
+    automated type; automated snapshots cannot be shared)."""
+    name = snapshot_id.split(":snapshot:", 1)[-1].split(":cluster-snapshot:", 1)[-1]
+    params: dict[str, Any] = {key: snapshot_id}
+    if name.startswith("rds:"):
+        params["SnapshotType"] = "automated"
+    elif snapshot_id.startswith("arn:"):
+        params["IncludeShared"] = True
+    return params
+
+
+def _account_of(arn: str) -> str | None:
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 5 and parts[0] == "arn" else None
 
 
 def _snapshot_time(snapshot: dict[str, Any]) -> datetime | None:

@@ -40,9 +40,13 @@ class S3ArtifactCleaner:
     """`ArtifactCleaner` for s3:// locations (and local directories)."""
 
     def __init__(self, session: boto3.Session, *, clients: Clients | None = None,
-                 region: str | None = None) -> None:
+                 region: str | None = None, expected_owner: str = "") -> None:
         self.clients = clients or Clients(session)
         self.region = region
+        # S3 refuses a call on a bucket another account owns (a bucket name
+        # taken over after ours was deleted): ExpectedBucketOwner on every call.
+        self.owner: dict[str, str] = {"ExpectedBucketOwner": expected_owner} \
+            if expected_owner else {}
 
     def _s3(self) -> Any:
         return self.clients.get("s3", self.region)
@@ -54,7 +58,7 @@ class S3ArtifactCleaner:
             return
         bucket, _ = split_location(location)
         try:
-            self._s3().head_bucket(Bucket=bucket)
+            self._s3().head_bucket(Bucket=bucket, **self.owner)
         except ClientError as exc:
             raise ProviderError(
                 "ArtifactsUnavailable",
@@ -71,7 +75,8 @@ class S3ArtifactCleaner:
         paginator = s3.get_paginator("list_objects_v2")
         # Collect first, then delete: deleting while paginating can skip keys.
         try:
-            keys = [obj["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
+            keys = [obj["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix,
+                                                               **self.owner)
                     for obj in page.get("Contents", [])]
         except ClientError as exc:
             if error_code(exc) == "NoSuchBucket":
@@ -80,7 +85,8 @@ class S3ArtifactCleaner:
         for start in range(0, len(keys), 1000):
             batch = keys[start:start + 1000]
             response = s3.delete_objects(
-                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                **self.owner)
             failed = response.get("Errors", [])
             errors += [f"{e.get('Key')}: {e.get('Code')}" for e in failed]
             deleted += len(batch) - len(failed)

@@ -101,9 +101,6 @@ def initialize(record: RestoreRecord, ctx: Context) -> None:
         return
     if ctx.audit is not None:
         ctx.audit.started(record)
-    if spec.data_copy == "dms":
-        assert ctx.dms is not None
-        ctx.dms.start_instance(record, spec, lambda: ctx.save(record))
 
 
 def plan(record: RestoreRecord, ctx: Context) -> dict[str, Any]:
@@ -111,11 +108,14 @@ def plan(record: RestoreRecord, ctx: Context) -> dict[str, Any]:
     ctx.dry_run = True
     initialize(record, ctx)
     spec = record.requested
+    copy: dict[str, Any] = ({"cluster": record.resource_name("cluster"),
+                             "writerInstance": record.resource_name("db")}
+                            if record.source.get("kind") == "cluster" else
+                            {"instance": record.resource_name("db")})
+    # Each setting with where it came from: spec, operator default or source.
+    copy["settings"] = record.source.get("settings", {})
     would_create: dict[str, Any] = {
-        "temporaryDatabase": ({"cluster": record.resource_name("cluster"),
-                               "writerInstance": record.resource_name("db")}
-                              if record.source.get("kind") == "cluster" else
-                              {"instance": record.resource_name("db")}),
+        "temporaryDatabase": copy,
         "temporarySecret": record.resource_name("secret"),
         "artifacts": artifacts_location(record, ctx),
         "tags": {"pg-schema-restore/restore-id": record.restore_id},
@@ -126,13 +126,20 @@ def plan(record: RestoreRecord, ctx: Context) -> dict[str, Any]:
                                              record.resource_name("dms-target")],
                                "tasks": len(spec.schemas)}
     return {"restoreId": record.restore_id, "source": record.source,
-            "targets": record.targets, "wouldCreate": would_create}
+            "targets": record.targets, "wouldCreate": would_create,
+            "notes": record.source.get("notes", [])}
 
 
 # -- 2 -----------------------------------------------------------------------
 def temporary_database(record: RestoreRecord, ctx: Context) -> None:
-    ctx.temp_dbs.create(record, record.requested, lambda: ctx.save(record))
-    ctx.temp_dbs.wait_ready(record)
+    """Request the copy; start DMS's instance while RDS restores (both take
+    minutes, the instance fewer: it is billed from here, not from phase 1)."""
+    spec = record.requested
+    ctx.temp_dbs.create(record, spec, lambda: ctx.save(record))
+    if spec.data_copy == "dms":
+        assert ctx.dms is not None
+        ctx.dms.start_instance(record, spec, lambda: ctx.save(record))
+    _add_warnings(record, ctx, {"warnings": ctx.temp_dbs.wait_ready(record)})
 
 
 # -- 3 -----------------------------------------------------------------------

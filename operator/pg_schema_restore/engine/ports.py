@@ -9,7 +9,7 @@ independent of each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Protocol
 
@@ -28,9 +28,13 @@ class SourceInfo:
     earliest_restorable: datetime | None = None
     latest_restorable: datetime | None = None
     snapshot_time: datetime | None = None   # creation time of spec.snapshotId
+    # How the copy will run: {name: {"value": ..., "from": spec | operator default | source}}
+    settings: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()             # what `plan` must say (e.g. cost surprises)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (v.isoformat() if isinstance(v, datetime) else v)
+        return {k: (v.isoformat() if isinstance(v, datetime) else
+                    list(v) if isinstance(v, tuple) else v)
                 for k, v in self.__dict__.items()}
 
 
@@ -50,8 +54,10 @@ class TemporaryDatabases(Protocol):
         """Start the restore; record ids in record.resources and call
         checkpoint() BEFORE the create call; idempotent (re-run creates nothing)."""
 
-    def wait_ready(self, record: RestoreRecord) -> None:
-        """Poll with backoff until available; ProviderError on terminal states."""
+    def wait_ready(self, record: RestoreRecord) -> list[str]:
+        """Poll with backoff until available (creating what can only be made
+        then: Aurora's writer); ProviderError on terminal states or after a
+        bounded wait. Returns warnings (e.g. another minor engine version)."""
 
     def credentials(self, record: RestoreRecord, spec: RestoreSpec,
                     checkpoint: Callable[[], None]) -> str:

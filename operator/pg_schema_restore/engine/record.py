@@ -17,8 +17,8 @@ from typing import Any
 from .spec import RestoreSpec
 
 PHASES = (
-    "Initialize",            # 1 validate, detect source, audit, DMS instance early
-    "TemporaryDatabase",     # 2 restore the copy and wait for it
+    "Initialize",            # 1 validate, detect source and the copy's settings, audit
+    "TemporaryDatabase",     # 2 restore the copy, start DMS's instance, wait for both
     "SchemaExtraction",      # 3 credentials, extract DDL, apply pre-data
     "DataCopy",              # 4 copy or DMS, then sequences
     "PostData",              # 5 post-data, then verify
@@ -105,6 +105,10 @@ class RestoreRecord:
         if known.get("spec") is not None:
             known["spec"] = RestoreSpec.from_dict(known["spec"])
         return cls(**known)
+
+    def copy_setting(self, name: str) -> Any:
+        """A setting of the temporary copy as phase 1 resolved it (None: unset)."""
+        return ((self.source.get("settings") or {}).get(name) or {}).get("value")
 
     def resource_name(self, kind: str) -> str:
         """Deterministic name of a temporary resource of this restore."""

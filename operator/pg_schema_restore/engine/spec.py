@@ -96,13 +96,22 @@ class Source:
 @dataclass(frozen=True)
 class TemporaryDatabase:
     instance_class: str = api_field(
-        "instanceClass", "instance class of the temporary copy (Aurora: of its writer)",
-        {"type": "string", "pattern": r"^db\.[a-z0-9]+\.[a-z0-9]+$"}, default="db.r6g.large")
+        "instanceClass", "instance class of the temporary copy (Aurora: of its writer; "
+        "db.serverless for Aurora Serverless v2)",
+        {"type": "string", "pattern": r"^db\.([a-z0-9]+\.[a-z0-9]+|serverless)$"},
+        default="db.r6g.large")
     subnet_group: str = api_field(
-        "subnetGroup", "DB subnet group the temporary copy is placed in",
-        {"type": "string", "maxLength": 255}, default="")
+        "subnetGroup", "DB subnet group the temporary copy is placed in (default: the "
+        "source's)", {"type": "string", "maxLength": 255}, default="")
+    parameter_group: str = api_field(
+        "parameterGroup", "DB parameter group of the temporary copy (Aurora: of its writer; "
+        "default: the source's)", {"type": "string", "maxLength": 255}, default="")
+    cluster_parameter_group: str = api_field(
+        "clusterParameterGroup", "DB cluster parameter group of an Aurora copy (default: "
+        "the source cluster's)", {"type": "string", "maxLength": 255}, default="")
     security_group_ids: tuple[str, ...] = api_field(
-        "securityGroupIds", "VPC security groups of the temporary copy",
+        "securityGroupIds", "VPC security groups of the temporary copy (default: the "
+        "source's)",
         {"type": "array", "maxItems": 5, "items": {"type": "string", "pattern": r"^sg-[0-9a-f]+$"}},
         default=(), parse=tuple)
 

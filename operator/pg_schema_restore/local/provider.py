@@ -102,7 +102,7 @@ class LocalTemporaryDatabases:
         pitr_copy(self.source.base_backup, self.source.wal_archive, datadir,
                   point, production["password"], port=port)
 
-    def wait_ready(self, record: RestoreRecord) -> None:
+    def wait_ready(self, record: RestoreRecord) -> list[str]:
         port = record.resources["temporaryDatabase"]["port"]
         production = self.secrets.read(self.source.production_secret)
         try:
@@ -115,6 +115,7 @@ class LocalTemporaryDatabases:
                                 f"temporary database not reachable: {exc}") from None
         if in_recovery:
             raise ProviderError("TemporaryDatabaseFailed", "temporary copy still in recovery")
+        return []
 
     # -- phase 3 -----------------------------------------------------------
     def credentials(self, record: RestoreRecord, spec: RestoreSpec,
