@@ -22,6 +22,7 @@ pytest_plugins = [
     "support.pg",
     "support.aws",
     "support.kube",
+    "support.iam_proof",
 ]
 
 # A test that requests any of these (directly or through another fixture)

@@ -85,6 +85,7 @@ from pg_schema_restore.engine import runner
 from pg_schema_restore.engine.record import RestoreRecord, restore_id_for
 from pg_schema_restore.engine.spec import RestoreSpec
 from pg_schema_restore.local.cluster import LocalCluster, pitr_copy
+from support import iam_proof
 from support.aws_strict import StrictAws
 from support.pg import restore_point
 
@@ -121,6 +122,7 @@ class _BridgeHandler(BaseHTTPRequestHandler):
         host = f"s3.{REGION}.amazonaws.com"    # path-style request, as AWS would see it
         headers["Host"] = host
         self.server.requests.append(f"{self.command} {self.path}")  # type: ignore[attr-defined]
+        iam_proof.record_s3_request(self.command, self.path, dict(self.headers.items()))
         request = AWSPreparedRequest(method=self.command, url=f"https://{host}{self.path}",
                                      headers=headers, body=body, stream_output=False)
         result = botocore_stubber.process_request(request)
