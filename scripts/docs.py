@@ -6,6 +6,8 @@ in a Markdown file under docs/, so the docs cannot drift from the files they
 show. Blocks:
 - `argocd-health`: the `argocd-cm` entry holding
   argocd/resource_customizations/pgschemarestore.io/SchemaRestore/health.lua.
+- `crd-reference`: every field of the SchemaRestore's spec and status, from
+  crds/ (what `kubectl explain` shows), so the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 HEALTH_LUA = ROOT / "argocd/resource_customizations/pgschemarestore.io/SchemaRestore/health.lua"
@@ -26,7 +31,42 @@ def argocd_health() -> str:
             f"{body}```\n")
 
 
-BLOCKS = {"argocd-health": (ROOT / "docs/operations.md", argocd_health)}
+CRD = ROOT / "crds/schemarestores.pgschemarestore.io.yaml"
+
+
+def _fields(schema: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, prop in schema.get("properties", {}).items():
+        here = f"{path}.{name}"
+        yield here, prop
+        yield from _fields(prop, here)
+        if prop.get("type") == "array":
+            yield from _fields(prop.get("items", {}), here + "[]")
+
+
+def _type(prop: dict[str, Any]) -> str:
+    kind = prop.get("type", "object")
+    if kind == "array":
+        return f"array of {prop.get('items', {}).get('type', 'object')}"
+    if "enum" in prop:
+        return " \\| ".join(f"`{v}`" for v in prop["enum"])
+    return kind
+
+
+def crd_reference() -> str:
+    crd = yaml.safe_load(CRD.read_text())
+    version = crd["spec"]["versions"][0]
+    schema = version["schema"]["openAPIV3Schema"]["properties"]
+    rows = ["| field | type | default | what it is |", "|---|---|---|---|"]
+    for top in ("spec", "status"):
+        for path, prop in _fields(schema[top], top):
+            default = f"`{prop['default']}`" if "default" in prop else ""
+            text = " ".join(prop.get("description", "").split()).replace("|", "\\|")
+            rows.append(f"| `{path}` | {_type(prop)} | {default} | {text} |")
+    return "\n".join(rows) + "\n"
+
+
+BLOCKS = {"argocd-health": (ROOT / "docs/operations.md", argocd_health),
+          "crd-reference": (ROOT / "docs/reference.md", crd_reference)}
 
 
 def rendered(text: str, name: str, content: str) -> str:

@@ -10,6 +10,8 @@ hold exactly those declarations."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
@@ -21,7 +23,8 @@ from celpy import json_to_cel
 from pg_schema_restore import crd as crd_module
 from pg_schema_restore.engine.spec import InvalidSpec, RestoreSpec
 
-CRD = Path(__file__).resolve().parent.parent / "crds" / "schemarestores.pgschemarestore.io.yaml"
+REPO = Path(__file__).resolve().parent.parent
+CRD = REPO / "crds" / "schemarestores.pgschemarestore.io.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +238,27 @@ def test_check_names_the_stale_files(tmp_path, capsys):
     assert crd_module.main(["--check"], root=tmp_path) == 1
     said = capsys.readouterr().err
     assert str(chart) in said and str(tmp_path / crd_module.FILES[0]) not in said
+
+
+def test_every_field_of_spec_and_status_explains_itself() -> None:
+    """`kubectl explain` prints the description: none may be empty."""
+    crd = yaml.safe_load(CRD.read_text())
+    root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    missing = []
+
+    def walk(schema: dict, path: str) -> None:
+        for name, prop in schema.get("properties", {}).items():
+            if not prop.get("description", "").strip():
+                missing.append(f"{path}.{name}")
+            walk(prop, f"{path}.{name}")
+            walk(prop.get("items", {}), f"{path}.{name}[]")
+
+    for top in ("spec", "status"):
+        walk(root[top], top)
+    assert missing == []
+
+
+def test_the_docs_field_reference_is_generated_from_this_crd() -> None:
+    check = subprocess.run([sys.executable, str(REPO / "scripts/docs.py"), "--check"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr

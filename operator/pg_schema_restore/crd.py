@@ -94,15 +94,23 @@ STATUS: dict[str, Any] = {
                 "type": "object",
                 "required": ["type", "status", "lastTransitionTime", "reason", "message"],
                 "properties": {
-                    "type": {"type": "string", "maxLength": 316},
-                    "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-                    "observedGeneration": {**_GENERATION, "minimum": 0},
-                    "lastTransitionTime": {**_TIME},
+                    "type": {"description": "Succeeded, TemporaryDatabaseReady, "
+                                            "SchemaExtracted, PreDataApplied, DataCopied, "
+                                            "PostDataApplied or CleanedUp",
+                             "type": "string", "maxLength": 316},
+                    "status": {"description": "True, False, or Unknown while it is not decided",
+                               "type": "string", "enum": ["True", "False", "Unknown"]},
+                    "observedGeneration": {
+                        **_GENERATION, "minimum": 0,
+                        "description": "the spec generation the condition was set for"},
+                    "lastTransitionTime": {"description": "when status last changed (RFC 3339, "
+                                                          "UTC)", **_TIME},
                     "reason": {"description": "CamelCase cause, e.g. Done, InProgress or the "
                                               "error's reason",
                                "type": "string", "maxLength": 1024,
                                "pattern": "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"},
-                    "message": {"type": "string", "maxLength": 32768},
+                    "message": {"description": "what happened, for people (never a secret)",
+                                "type": "string", "maxLength": 32768},
                 },
             },
         },
