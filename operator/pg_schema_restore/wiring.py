@@ -9,7 +9,7 @@ The operator, the command line, the demo and the tests all call
 - provider `local`: genuine PITR on this machine from a base backup and a
   WAL archive, secrets in a directory, artifacts in a directory;
 - executor `subprocess` (a local `python -m ddl_job` process) or `job` (a
-  Kubernetes Job in the SchemaRestore's namespace: `JobPlacement`).
+  Kubernetes Job in the operator's namespace: `JobPlacement`).
 
 Adapters never import each other; only this module knows them all.
 """
@@ -25,17 +25,18 @@ from .engine.phases import Context
 from .engine.ports import DataMigration, Executor, Secrets
 from .engine.record import RestoreRecord
 from .engine.spec import RestoreSpec
-from .executors.job import JobExecutor
+from .executors.job import JobExecutor, delete_restore_jobs
 from .executors.subprocess import SubprocessExecutor
 
 
 @dataclass(frozen=True)
 class JobPlacement:
-    """Where the operator runs a restore's Jobs: its SchemaRestore's namespace,
-    owned by it; `should_stop` turns true when the SchemaRestore goes away."""
+    """Where the operator runs a restore's Jobs: `namespace`, the operator's
+    (never the SchemaRestore's); `owner` names the SchemaRestore
+    (`namespace/name`); `should_stop` turns true when it goes away."""
 
     namespace: str
-    owner: dict[str, Any]
+    owner: str
     should_stop: Callable[[], bool] = lambda: False
 
 
@@ -57,6 +58,13 @@ def job_executor(config: OperatorConfig, placement: JobPlacement, restore_id: st
                        deadline_seconds=config.job_deadline_seconds,
                        service_account=config.job_service_account,
                        should_stop=placement.should_stop, poll_seconds=config.job_poll_seconds)
+
+
+def remove_jobs(config: OperatorConfig, restore_id: str) -> list[str]:
+    """A restore's Jobs and connections Secret, deleted (executor `job` only)."""
+    if config.executor != "job":
+        return []
+    return delete_restore_jobs(config.job_namespace, restore_id)
 
 
 def build_context(config: OperatorConfig, record: RestoreRecord, *,

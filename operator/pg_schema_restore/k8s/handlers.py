@@ -6,8 +6,13 @@
 - a process-wide slot limit caps concurrent restores (others are Queued);
 - the finalizer (kopf's, via the delete handler) stops the Jobs and runs
   Cleanup before the object goes; a finished restore's deletion leaves the
-  restored schemas in place.
-Run with: kopf run -m pg_schema_restore.k8s.handlers --all-namespaces
+  restored schemas in place;
+- a spec is resolved against the administrator's declared sources first
+  (`SourceNotAllowed`: nothing read, nothing created);
+- Jobs and connection Secrets run in the operator's namespace and are
+  deleted by label once a restore ends.
+Run with: kopf run -m pg_schema_restore.k8s.handlers --all-namespaces (or
+          --namespace NS, once per watched namespace)
           --liveness=http://0.0.0.0:8080/healthz --log-format=json
 """
 
@@ -17,6 +22,7 @@ import logging
 import os
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import kopf
@@ -41,6 +47,7 @@ CONFIG = OperatorConfig.from_env()
 _slots = threading.BoundedSemaphore(max(1, CONFIG.max_concurrent))
 _running: dict[str, threading.Event] = {}   # uid -> set while a daemon is driving it
 _running_lock = threading.Lock()
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 @contextmanager
@@ -71,6 +78,8 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
     settings.posting.level = logging.INFO
+    if CONFIG.executor == "job" and not CONFIG.job_namespace:
+        CONFIG.job_namespace = _own_namespace()
     try:
         kube_config.load_incluster_config()
     except kube_config.ConfigException:
@@ -81,6 +90,16 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
             metrics.serve(CONFIG.metrics_port)
         except OSError as exc:  # already serving (tests restart the operator in-process)
             log.info("metrics endpoint not started: %s", exc)
+
+
+def _own_namespace() -> str:
+    """The operator's namespace: Jobs and connection Secrets go there, never
+    to a tenant's. Without one the operator refuses to start."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    except OSError:
+        raise kopf.PermanentError("PGSR_JOB_NAMESPACE is not set and the operator does "
+                                  "not run in a pod: where would its Jobs go?") from None
 
 
 @kopf.on.probe(id="restores")
@@ -94,7 +113,8 @@ def _load_record(body: kopf.Body) -> RestoreRecord:
     saved = (body.get("status") or {}).get("record")
     if saved:
         return RestoreRecord.from_dict(dict(saved))
-    spec = RestoreSpec.from_dict(CONFIG.effective_spec(dict(body["spec"])))
+    spec = RestoreSpec.from_dict(CONFIG.spec_for(body["metadata"]["namespace"],
+                                                 dict(body["spec"])))
     return RestoreRecord(restore_id=restore_id_for(body["metadata"]["uid"]), spec=spec)
 
 
@@ -106,10 +126,17 @@ def _context(body: dict[str, Any], record: RestoreRecord, writer: StatusWriter,
 
 def _placement(body: dict[str, Any], should_stop: Callable[[], bool]) -> wiring.JobPlacement:
     meta = body["metadata"]
-    owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "name": meta["name"],
-             "uid": meta["uid"]}
-    return wiring.JobPlacement(namespace=meta["namespace"], owner=owner,
+    return wiring.JobPlacement(namespace=CONFIG.job_namespace,
+                               owner=f"{meta['namespace']}/{meta['name']}",
                                should_stop=should_stop)
+
+
+def _remove_jobs(record: RestoreRecord) -> None:
+    """A finished restore's Jobs and connections Secret: the Secret holds
+    production's credentials and must not outlive the restore."""
+    removed = wiring.remove_jobs(CONFIG, record.restore_id)
+    if removed:
+        log.info("restore %s: removed %s", record.restore_id, ", ".join(removed))
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=30.0)
@@ -122,6 +149,8 @@ def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
             StatusWriter(body).refuse(refused)
         return
     if record.done:
+        # An operator stopped between the end and the removal: remove now.
+        _remove_jobs(record)
         if runner.cleanup_pending(record):
             _retry_cleanup_until_done(body, record, stopped)
         return
@@ -146,6 +175,7 @@ def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
             while not record.done and not stopped:
                 runner.run_one(record, ctx)
             if record.done:
+                _remove_jobs(record)
                 writer.finish(record)
     finally:
         metrics.ACTIVE.dec()
@@ -172,6 +202,7 @@ def _retry_cleanup_until_done(body: kopf.Body, record: RestoreRecord,
         with _registered(uid):
             ctx = _context(dict(body), record, writer, lambda: bool(stopped))
             runner.retry_cleanup(record, ctx)
+            _remove_jobs(record)
             writer.finish(record)
         delay = min(delay * 2, 3600.0)
 
@@ -207,7 +238,4 @@ def delete(body: kopf.Body, **_: Any) -> None:
     if runner.cleanup_pending(record):   # the finalizer stays until nothing is left
         raise kopf.TemporaryError(f"cleanup incomplete: {record.result['cleanupErrors']}",
                                   delay=30)
-    if CONFIG.executor == "job":
-        assert ctx.secrets is not None
-        wiring.job_executor(CONFIG, _placement(fresh, lambda: False), record.restore_id,
-                            ctx.secrets).delete_all()
+    _remove_jobs(record)
