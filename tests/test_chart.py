@@ -1,7 +1,7 @@
 """The chart's RBAC per mode, as `helm template` renders it.
 
-`watchNamespaces: [a, b]`: a Role in each, and no cluster-wide right but
-reading the CRD. Cluster-wide: one ClusterRole on SchemaRestores. Either
+`watchNamespaces: [a, b]`: a Role in each, and no cluster-wide right at
+all. Cluster-wide: one ClusterRole on SchemaRestores. Either
 way Jobs, Pods and Secrets only in the release's namespace. That the
 rendered rules are exactly what the operator uses (no extra verb) is
 proven on the control plane: tests/kube/test_tenancy.py.
@@ -14,7 +14,6 @@ import json
 from support.helm import of_kind, render, rules_of
 
 NS = "pgsr-system"
-CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
 JOB_RULES = {("batch", "jobs", v) for v in ("get", "list", "create", "delete")} | {
     ("", "pods", "list")} | {("", "secrets", v) for v in ("create", "patch", "delete")}
 WATCH_RULES = {("pgschemarestore.io", "schemarestores", v)
@@ -27,17 +26,16 @@ def _args(manifests):
     return deployment["spec"]["template"]["spec"]["containers"][0]
 
 
-def test_watch_namespaces_mode_has_roles_there_and_no_cluster_rights():
+def test_watch_namespaces_mode_has_roles_there_and_no_cluster_role():
     manifests = render(NS, {"watchNamespaces": ["team-a", "team-b"]})
-    cluster_roles = of_kind(manifests, "ClusterRole")
-    assert [rules_of(r) for r in cluster_roles] == [CRD_READ]
+    assert of_kind(manifests, "ClusterRole", "ClusterRoleBinding") == []
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): rules_of(r)
              for r in of_kind(manifests, "Role")}
     assert roles == {(NS, "pg-schema-restore-jobs"): JOB_RULES,
-                     ("team-a", "pg-schema-restore-restores"): WATCH_RULES,
-                     ("team-b", "pg-schema-restore-restores"): WATCH_RULES}
+                     ("team-a", f"pg-schema-restore-{NS}-restores"): WATCH_RULES,
+                     ("team-b", f"pg-schema-restore-{NS}-restores"): WATCH_RULES}
     bindings = of_kind(manifests, "RoleBinding", "ClusterRoleBinding")
-    assert len(bindings) == 4
+    assert len(bindings) == 3
     for binding in bindings:
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pg-schema-restore",
                                         "namespace": NS}]
@@ -50,8 +48,7 @@ def test_cluster_wide_mode_keeps_jobs_and_secrets_in_the_operators_namespace():
     manifests = render(NS)
     cluster_roles = {r["metadata"]["name"]: rules_of(r)
                      for r in of_kind(manifests, "ClusterRole")}
-    assert cluster_roles == {"pg-schema-restore-crd-read": CRD_READ,
-                             "pg-schema-restore-restores": WATCH_RULES}
+    assert cluster_roles == {f"pg-schema-restore-{NS}-restores": WATCH_RULES}
     roles = of_kind(manifests, "Role")
     assert [(r["metadata"]["namespace"], rules_of(r)) for r in roles] == [(NS, JOB_RULES)]
     assert "--all-namespaces" in _args(manifests)["args"]

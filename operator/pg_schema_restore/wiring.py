@@ -25,7 +25,7 @@ from .engine.phases import Context
 from .engine.ports import DataMigration, Executor, Secrets
 from .engine.record import RestoreRecord
 from .engine.spec import RestoreSpec
-from .executors.job import JobExecutor, delete_restore_jobs
+from .executors.job import JobExecutor
 from .executors.subprocess import SubprocessExecutor
 
 
@@ -58,13 +58,6 @@ def job_executor(config: OperatorConfig, placement: JobPlacement, restore_id: st
                        deadline_seconds=config.job_deadline_seconds,
                        service_account=config.job_service_account,
                        should_stop=placement.should_stop, poll_seconds=config.job_poll_seconds)
-
-
-def remove_jobs(config: OperatorConfig, restore_id: str) -> list[str]:
-    """A restore's Jobs and connections Secret, deleted (executor `job` only)."""
-    if config.executor != "job":
-        return []
-    return delete_restore_jobs(config.job_namespace, restore_id)
 
 
 def build_context(config: OperatorConfig, record: RestoreRecord, *,

@@ -69,7 +69,7 @@ class JobExecutor:
 
     @property
     def secret_name(self) -> str:
-        return secret_name(self.restore_id)
+        return f"pgsr-{self.restore_id}-connections"
 
     def _labels(self, step: str | None = None) -> dict[str, str]:
         labels = {**MANAGED_BY, LABEL_RESTORE: self.restore_id}
@@ -195,36 +195,20 @@ class JobExecutor:
             if exc.status != 404:
                 raise
 
-    def delete_all(self) -> list[str]:
-        """Jobs and the connections Secret of this restore (NotFound is fine)."""
-        return delete_restore_jobs(self.namespace, self.restore_id, self.batch, self.core)
-
-
-def delete_restore_jobs(namespace: str, restore_id: str, batch: client.BatchV1Api | None = None,
-                        core: client.CoreV1Api | None = None) -> list[str]:
-    """Delete a restore's Jobs (found by the restore-id label) and its
-    connections Secret (by its name: listing Secrets would read them all)."""
-    batch = batch or client.BatchV1Api()
-    core = core or client.CoreV1Api()
-    deleted: list[str] = []
-    for job in batch.list_namespaced_job(namespace,
-                                         label_selector=f"{LABEL_RESTORE}={restore_id}").items:
-        try:
-            batch.delete_namespaced_job(job.metadata.name, namespace,
-                                        propagation_policy="Background")
+    def cleanup(self) -> list[str]:
+        """Delete this restore's Jobs (found by the restore-id label: owner
+        references cannot cross namespaces) and its connections Secret (by
+        name: listing Secrets would read them all). NotFound is done."""
+        namespace, batch, core = self.namespace, self.batch, self.core
+        selector = f"{LABEL_RESTORE}={self.restore_id}"
+        deleted: list[str] = []
+        for job in batch.list_namespaced_job(namespace, label_selector=selector).items:
+            self.delete_job(job.metadata.name)
             deleted.append(f"job {job.metadata.name}")
+        try:
+            core.delete_namespaced_secret(self.secret_name, namespace)
+            deleted.append(f"secret {self.secret_name}")
         except ApiException as exc:
             if exc.status != 404:
                 raise
-    secret = secret_name(restore_id)
-    try:
-        core.delete_namespaced_secret(secret, namespace)
-        deleted.append(f"secret {secret}")
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-    return deleted
-
-
-def secret_name(restore_id: str) -> str:
-    return f"pgsr-{restore_id}-connections"
+        return deleted

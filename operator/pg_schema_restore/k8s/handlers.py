@@ -9,8 +9,8 @@
   restored schemas in place;
 - a spec is resolved against the administrator's declared sources first
   (`SourceNotAllowed`: nothing read, nothing created);
-- Jobs and connection Secrets run in the operator's namespace and are
-  deleted by label once a restore ends.
+- Jobs and connection Secrets run in the operator's namespace (Cleanup
+  deletes them, by label and name).
 Run with: kopf run -m pg_schema_restore.k8s.handlers --all-namespaces (or
           --namespace NS, once per watched namespace)
           --liveness=http://0.0.0.0:8080/healthz --log-format=json
@@ -78,6 +78,10 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
     settings.posting.level = logging.INFO
+    # Serve exactly the namespaces given (--namespace) or all (-A) and the
+    # CRD present at start: no cluster-wide list/watch of namespaces and CRDs,
+    # so in watchNamespaces mode the operator holds no cluster-wide right.
+    settings.scanning.disabled = True
     if CONFIG.executor == "job" and not CONFIG.job_namespace:
         CONFIG.job_namespace = _own_namespace()
     try:
@@ -131,13 +135,6 @@ def _placement(body: dict[str, Any], should_stop: Callable[[], bool]) -> wiring.
                                should_stop=should_stop)
 
 
-def _remove_jobs(record: RestoreRecord) -> None:
-    """A finished restore's Jobs and connections Secret: the Secret holds
-    production's credentials and must not outlive the restore."""
-    removed = wiring.remove_jobs(CONFIG, record.restore_id)
-    if removed:
-        log.info("restore %s: removed %s", record.restore_id, ", ".join(removed))
-
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=30.0)
 def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
@@ -149,8 +146,6 @@ def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
             StatusWriter(body).refuse(refused)
         return
     if record.done:
-        # An operator stopped between the end and the removal: remove now.
-        _remove_jobs(record)
         if runner.cleanup_pending(record):
             _retry_cleanup_until_done(body, record, stopped)
         return
@@ -175,7 +170,6 @@ def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
             while not record.done and not stopped:
                 runner.run_one(record, ctx)
             if record.done:
-                _remove_jobs(record)
                 writer.finish(record)
     finally:
         metrics.ACTIVE.dec()
@@ -202,7 +196,6 @@ def _retry_cleanup_until_done(body: kopf.Body, record: RestoreRecord,
         with _registered(uid):
             ctx = _context(dict(body), record, writer, lambda: bool(stopped))
             runner.retry_cleanup(record, ctx)
-            _remove_jobs(record)
             writer.finish(record)
         delay = min(delay * 2, 3600.0)
 
@@ -238,4 +231,3 @@ def delete(body: kopf.Body, **_: Any) -> None:
     if runner.cleanup_pending(record):   # the finalizer stays until nothing is left
         raise kopf.TemporaryError(f"cleanup incomplete: {record.result['cleanupErrors']}",
                                   delay=30)
-    _remove_jobs(record)
