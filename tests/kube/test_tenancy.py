@@ -383,3 +383,45 @@ def _granted_is_used(world: Tenancy) -> None:
     assert world.rules("Role", world.ns) - used(world.ns) == set()
     assert world.rules("Role", "team-a") - used("team-a") == set()
     assert world.rules("ClusterRole") - used(None) == set()
+
+
+def test_cluster_wide_mode_keeps_jobs_and_secrets_home(kube_cluster, tmp_path):
+    """Without watchNamespaces the operator serves every namespace through
+    the chart's ClusterRole, and still holds rights on secrets and jobs only
+    in its own namespace. (No restore runs: a refusal shows it serves.)"""
+    kube_cluster.kubectl("apply", "--validate=false", "-f", str(CRD))
+    kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                         "crd/schemarestores.pgschemarestore.io")
+    world = Tenancy(kube_cluster, "pgsr-cluster", {"sources": {
+        "x-db": {"dbIdentifier": "prod-x", "secretArn": "x", "namespaces": ["team-x"]}}},
+        tmp_path)
+    bob = client.CustomObjectsApi(world.team("team-x", "bob"))
+    admin = client.AuthorizationV1Api(world.admin)
+
+    def allowed(verb: str, resource: str, namespace: str = "", group: str = "") -> bool:
+        return admin.create_subject_access_review({"spec": {
+            "user": world.user, "groups": ["system:serviceaccounts"],
+            "resourceAttributes": {"verb": verb, "resource": resource, "group": group,
+                                   "namespace": namespace}}}).status.allowed
+
+    try:
+        world.start({"PGSR_PROVIDER": "local", "PGSR_EXECUTOR": "job",
+                     "PGSR_METRICS_PORT": "0", "PGSR_LOCAL_WORKDIR": str(tmp_path)})
+        bob.create_namespaced_custom_object(GROUP, VERSION, "team-x", PLURAL, _restore(
+            "team-x", "raw", {"database": "app", "schemas": ["s"], "snapshotId": "snap",
+                              "source": {"dbIdentifier": "prod-y"}}))
+        cond = _wait(lambda: _succeeded(bob, "team-x", "raw"), 60, "the refusal", world.log)
+        assert (cond["status"], cond["reason"]) == ("False", "SourceNotAllowed"), cond
+        assert allowed("list", "schemarestores", "", GROUP)          # every namespace
+        assert allowed("patch", "schemarestores", "team-x", GROUP, )
+        for verb in ("get", "list", "create", "patch", "delete"):
+            assert not allowed(verb, "secrets"), verb                # not cluster-wide
+            assert not allowed(verb, "secrets", "team-x"), verb
+            assert not allowed(verb, "jobs", "team-x", "batch"), verb
+        assert allowed("create", "secrets", world.ns)
+        assert allowed("create", "jobs", world.ns, "batch")
+        assert not allowed("get", "secrets", world.ns)               # creates, never reads
+    finally:
+        world.teardown()
+    denied = [e for e in world.audited() if e["responseStatus"].get("code") == 403]
+    assert denied == [], denied
