@@ -135,7 +135,6 @@ def _placement(body: dict[str, Any], should_stop: Callable[[], bool]) -> wiring.
                                should_stop=should_stop)
 
 
-
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=30.0)
 def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Run the restore to its end (or until the object is deleted)."""
