@@ -272,9 +272,18 @@ def test_tenants_under_the_charts_rbac(kube_cluster, team_world, tmp_path):
             assert "record" not in obj["status"]          # the engine never saw it
         print(f"\nrefusals: {time.monotonic() - t0:.1f} s")
         # Nothing created anywhere: no Job, no Secret of ours, no copy, no pod run.
+        # (This test's namespaces: other tests share the control plane.)
         ours = "app.kubernetes.io/managed-by=pg-schema-restore"
-        assert admin_batch.list_job_for_all_namespaces(label_selector=ours).items == []
-        assert admin_core.list_secret_for_all_namespaces(label_selector=ours).items == []
+        namespaces = (world.ns, "team-a", "team-b", "team-c")
+
+        def created() -> list[str]:
+            return [f"{kind} {o.metadata.namespace}/{o.metadata.name}" for ns in namespaces
+                    for kind, listed in (
+                        ("job", admin_batch.list_namespaced_job(ns, label_selector=ours)),
+                        ("secret", admin_core.list_namespaced_secret(ns, label_selector=ours)))
+                    for o in listed.items]
+
+        assert created() == []
         assert local.leftovers() == [] and local.kubelet.started == []
         # -- team-a restores its own source ------------------------------------------
         t0 = time.monotonic()
@@ -287,8 +296,7 @@ def test_tenants_under_the_charts_rbac(kube_cluster, team_world, tmp_path):
         assert local.kubelet.started                       # its Jobs ran, in pgsr-system
         assert admin_batch.list_namespaced_job("team-a").items == []
         # Removed once the restore ended: no Secret holds production's password now.
-        assert admin_batch.list_job_for_all_namespaces(label_selector=ours).items == []
-        assert admin_core.list_secret_for_all_namespaces(label_selector=ours).items == []
+        assert created() == []
         _scan(alice, world, local, prod.password)
         # -- a failed restore leaks nothing either -----------------------------------
         local.kubelet.fail_steps = {"copy"}
