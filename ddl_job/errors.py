@@ -9,7 +9,8 @@ exit messages, and a `message` for humans that never holds a credential.
 - `RestoreError`: the base; whatever ends a restore with a reason.
 - `InvalidRequest`: the input is refused before anything happens (a bad
   spec, schema name, suffix, restore id or command-line value).
-  `InvalidSpec` is the one for SchemaRestore specs.
+  `InvalidSpec` is the one for SchemaRestore specs; `SourceNotAllowed`
+  refuses a source the SchemaRestore's namespace may not restore.
 - `DataPlaneError`: a data-plane step (precheck, extract, copy, …) refused
   or failed; nothing it was not asked to change was changed.
 - `ProviderError`: the world outside PostgreSQL refused or failed: the
@@ -45,6 +46,14 @@ class InvalidSpec(InvalidRequest):
 
     def __init__(self, message: str) -> None:
         super().__init__("InvalidSpec", message)
+
+
+class SourceNotAllowed(InvalidSpec):
+    """The namespace may not restore this source (the administrator's list)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.reason = "SourceNotAllowed"
 
 
 class DataPlaneError(RestoreError):

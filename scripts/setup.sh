@@ -35,3 +35,8 @@ if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e ".[
   exit 1
 fi
 rm -f "$pip_log"
+
+# helm, for the chart's tests (cached outside the repository; instant when
+# cached). Offline, the rest goes on and the chart tests say what to run.
+./scripts/fetch-helm.sh >/dev/null || echo "note: helm not installed;" \
+  "tests/test_chart.py and tests/kube/test_tenancy.py fail until ./scripts/fetch-helm.sh succeeds" >&2

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .engine.sources import SourcePolicy
+
 
 def _merge(defaults: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     merged = dict(defaults)
@@ -31,6 +33,10 @@ class OperatorConfig:
     provider: str = "aws"                      # aws | local
     executor: str = "job"                      # job | subprocess
     job_image: str = "pg-schema-restore/ddl-job:latest"
+    # Where Jobs and their connection Secrets live: the operator's namespace,
+    # never a SchemaRestore's (tenants must not read production credentials).
+    # Empty: the namespace the operator runs in (its service account's).
+    job_namespace: str = ""
     job_service_account: str = ""
     job_resources: dict[str, Any] = field(default_factory=lambda: {
         "requests": {"cpu": "500m", "memory": "512Mi"},
@@ -53,6 +59,11 @@ class OperatorConfig:
     audit_table: str = ""
     dms_secrets_role_arn: str = ""             # IAM role DMS assumes to read secrets
     metrics_port: int = 9090
+    # Who may restore what (engine/sources.py): {name: {dbIdentifier,
+    # secretArn, region, namespaces, databases, schemas}}; raw ids in a
+    # SchemaRestore only when allow_raw_sources is on.
+    sources: dict[str, Any] = field(default_factory=dict)
+    allow_raw_sources: bool = False
     # `local` provider (demo and tests): genuine PITR from a WAL archive
     local_base_backup: str = ""
     local_wal_archive: str = ""
@@ -71,6 +82,8 @@ class OperatorConfig:
             raw = env[key]
             if kind == "int":
                 setattr(config, name, int(raw))
+            elif kind == "bool":
+                setattr(config, name, raw.strip().lower() in ("1", "true", "yes"))
             elif kind == "float":
                 setattr(config, name, float(raw))
             elif kind.startswith("dict"):
@@ -82,3 +95,12 @@ class OperatorConfig:
     def effective_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
         """The CR's spec with operator defaults filled in (the CR wins)."""
         return _merge(self.spec_defaults, dict(spec))
+
+    @property
+    def source_policy(self) -> SourcePolicy:
+        return SourcePolicy.from_dict(self.sources, self.allow_raw_sources)
+
+    def spec_for(self, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """The spec a SchemaRestore of `namespace` runs: defaults filled in, its
+        source resolved from the declared ones (SourceNotAllowed otherwise)."""
+        return self.source_policy.resolve(namespace, dict(spec), self.effective_spec(spec))

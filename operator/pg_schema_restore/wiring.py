@@ -9,7 +9,7 @@ The operator, the command line, the demo and the tests all call
 - provider `local`: genuine PITR on this machine from a base backup and a
   WAL archive, secrets in a directory, artifacts in a directory;
 - executor `subprocess` (a local `python -m ddl_job` process) or `job` (a
-  Kubernetes Job in the SchemaRestore's namespace: `JobPlacement`).
+  Kubernetes Job in the operator's namespace: `JobPlacement`).
 
 Adapters never import each other; only this module knows them all.
 """
@@ -31,11 +31,12 @@ from .executors.subprocess import SubprocessExecutor
 
 @dataclass(frozen=True)
 class JobPlacement:
-    """Where the operator runs a restore's Jobs: its SchemaRestore's namespace,
-    owned by it; `should_stop` turns true when the SchemaRestore goes away."""
+    """Where the operator runs a restore's Jobs: `namespace`, the operator's
+    (never the SchemaRestore's); `owner` names the SchemaRestore
+    (`namespace/name`); `should_stop` turns true when it goes away."""
 
     namespace: str
-    owner: dict[str, Any]
+    owner: str
     should_stop: Callable[[], bool] = lambda: False
 
 

@@ -46,6 +46,7 @@ def _start(aws_world, kube_cluster, monkeypatch, request, ns: str,
     handlers.configure(OperatorConfig(
         provider="aws", executor="job", artifacts_root=f"s3://{BUCKET}/operator",
         spec_defaults=defaults, metrics_port=metrics_port, max_concurrent=2,
+        job_namespace=ns, allow_raw_sources=True,   # the defaults name raw ids
         job_poll_seconds=0.2, **config))
     monkeypatch.setattr(wiring, "SESSION_FACTORY", lambda region=None: aws_world.sim.session())
     point = restore_point()

@@ -44,6 +44,7 @@ class LocalKubelet:
         self.fail_steps: set[str] = set()     # make these steps exit 1 without running
         self.hold_steps: set[str] = set()     # keep these steps' pods waiting to start
         self.held: set[str] = set()           # steps that reached the hold
+        self.secret_values: list[str] = []    # every secretKeyRef value a pod got (DSNs)
         self._main = threading.Thread(target=self._loop, daemon=True)
 
     def start(self) -> "LocalKubelet":
@@ -82,6 +83,7 @@ class LocalKubelet:
                 ref = item.value_from.secret_key_ref
                 secret = self.core.read_namespaced_secret(ref.name, self.namespace)
                 env[item.name] = base64.b64decode(secret.data[ref.key]).decode()
+                self.secret_values.append(env[item.name])
         return env
 
     def _run_pod(self, pod: Any) -> None:

@@ -32,9 +32,10 @@ never lost, even by a crash between the two calls), then waited on until
 RDS reports it applied. With `credentials: historicalSecret`, the source
 secret's version that was current at the restore point is copied into the
 temporary secret instead. Either way the temporary secret points at the
-copy's endpoint. It is created in the session's region (the operator's),
-named `record.resource_name("secret")`; the copy lives in
-`spec.source.region` (default: the session's region too).
+copy's endpoint. It is created where the copy lives, in
+`spec.source.region` (default: the session's region), named
+`record.resource_name("secret")`, and recorded by its ARN, which carries
+that region to every later read and delete.
 
 Cleanup deletes the writer/instances (SkipFinalSnapshot, automated backups
 too), waits for them to be gone, deletes the cluster (automated backups too;
@@ -92,7 +93,8 @@ class SecretStore(Protocol):
     """What this adapter needs from Secrets Manager (AwsSecrets provides it)."""
 
     def create_or_update(self, name: str, value: dict[str, Any], *,
-                         tags: list[dict[str, str]], description: str = "") -> str: ...
+                         tags: list[dict[str, str]], description: str = "",
+                         region: str | None = None) -> str: ...
     def force_delete(self, secret_id: str, *,
                      only_if_tagged: list[dict[str, str]] | None = None) -> bool: ...
     def find_tagged(self, key: str, value: str, region: str | None = None) -> list[str]: ...
@@ -557,8 +559,6 @@ class RdsTemporaryDatabases:
                                 "the temporary database has no endpoint yet")
         value: dict[str, Any] = {"host": host, "port": int(port), "engine": "postgres",
                                  "dbname": spec.database}
-        tags = restore_tags(record.restore_id)
-        description = f"pg-schema-restore {record.restore_id}: temporary database credentials"
         if spec.credentials == "historicalSecret":
             point = spec.restore_time or _parse_time(record.source.get("snapshot_time"))
             if point is None:
@@ -569,16 +569,14 @@ class RdsTemporaryDatabases:
             except KeyError as exc:
                 raise ProviderError("InvalidSecret",
                                     f"historical secret version lacks {exc.args[0]!r}") from None
-            self.secrets.create_or_update(secret_name, value, tags=tags,
-                                          description=description)
-            return secret_name
+            return self._store_secret(record, secret_name, value, region, checkpoint)
         username = target.get("MasterUsername")
         if not username:
             raise ProviderError("TemporaryDatabaseFailed", "no master username reported")
         password = _password()
         value.update(username=username, password=password)
         # The secret first: a crash after this leaves at worst an unused password.
-        self.secrets.create_or_update(secret_name, value, tags=tags, description=description)
+        self._store_secret(record, secret_name, value, region, checkpoint)
         rds = self._rds(region)
         if cluster_id:
             rds.modify_db_cluster(DBClusterIdentifier=cluster_id, MasterUserPassword=password,
@@ -587,7 +585,17 @@ class RdsTemporaryDatabases:
             rds.modify_db_instance(DBInstanceIdentifier=resources["instanceId"],
                                    MasterUserPassword=password, ApplyImmediately=True)
         self._wait_password_applied(resources, region)
-        return secret_name
+        return record.resources["temporarySecret"]
+
+    def _store_secret(self, record: RestoreRecord, name: str, value: dict[str, Any],
+                      region: str | None, checkpoint: Callable[[], None]) -> str:
+        """The temporary secret, in the copy's region; recorded by its ARN."""
+        arn = self.secrets.create_or_update(
+            name, value, tags=restore_tags(record.restore_id), region=region,
+            description=f"pg-schema-restore {record.restore_id}: temporary database credentials")
+        record.resources["temporarySecret"] = arn
+        checkpoint()
+        return arn
 
     def _wait_password_applied(self, resources: dict[str, Any], region: str | None) -> None:
         cluster_id = resources.get("clusterId")
@@ -661,9 +669,10 @@ class RdsTemporaryDatabases:
             for identifier in deleting:
                 attempt(f"{kind} {identifier}",
                         lambda i=identifier: self._wait_gone(kind, lambda: describe(i, region)))
-        # Temporary secrets live in the session's region (see credentials()).
+        # Temporary secrets live in the copy's region (see credentials()).
         found = attempt("list tagged secrets",
-                        lambda: self.secrets.find_tagged(RESTORE_ID_TAG, record.restore_id)) or []
+                        lambda: self.secrets.find_tagged(RESTORE_ID_TAG, record.restore_id,
+                                                         region)) or []
         ours = restore_tags(record.restore_id)
         for name in _unique([record.resources.get("temporarySecret"), *found]):
             if attempt(f"secret {name}",

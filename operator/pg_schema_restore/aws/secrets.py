@@ -94,8 +94,9 @@ class AwsSecrets:
     def __init__(self, session: boto3.Session, *, clients: Clients | None = None) -> None:
         self.clients = clients or Clients(session)
 
-    def _sm(self, secret_id: str = "") -> Any:
-        return self.clients.get("secretsmanager", region_of_arn(secret_id))
+    def _sm(self, secret_id: str = "", region: str | None = None) -> Any:
+        """The client of the secret's region: its ARN's, else `region`, else the session's."""
+        return self.clients.get("secretsmanager", region_of_arn(secret_id) or region)
 
     # -- the Secrets port ----------------------------------------------------
     def read(self, secret_id: str) -> dict[str, Any]:
@@ -108,9 +109,9 @@ class AwsSecrets:
         return _parse(secret_id, response)
 
     # -- lifecycle of temporary secrets ---------------------------------------
-    def _describe(self, secret_id: str) -> dict[str, Any] | None:
+    def _describe(self, secret_id: str, region: str | None = None) -> dict[str, Any] | None:
         try:
-            return self._sm(secret_id).describe_secret(SecretId=secret_id)
+            return self._sm(secret_id, region).describe_secret(SecretId=secret_id)
         except ClientError as exc:
             if error_code(exc) in _NOT_FOUND:
                 return None
@@ -127,28 +128,30 @@ class AwsSecrets:
         return all((t["Key"], t["Value"]) in present for t in tags)
 
     def create_or_update(self, name: str, value: dict[str, Any], *,
-                         tags: list[dict[str, str]], description: str = "") -> str:
-        """Create the secret (tagged), or put a new current value if it is ours.
+                         tags: list[dict[str, str]], description: str = "",
+                         region: str | None = None) -> str:
+        """Create the secret (tagged) in `region` (default: the session's), or
+        put a new current value if it is ours; returns its ARN, which names
+        the region for every later call.
 
         A secret of that name without our tags belongs to someone else: it is
         neither overwritten nor, later, deleted.
         """
-        sm = self._sm(name)
+        sm = self._sm(name, region)
         text = json.dumps(value)
-        described = self._describe(name)
+        described = self._describe(name, region)
         if described is not None and not described.get("DeletedDate"):
             self._refuse_foreign(name, described, tags)
-            sm.put_secret_value(SecretId=name, SecretString=text)
-            return name
+            return str(sm.put_secret_value(SecretId=name, SecretString=text)["ARN"])
         try:
-            sm.create_secret(Name=name, SecretString=text, Tags=tags,
-                             Description=description or "pg-schema-restore temporary secret")
+            return str(sm.create_secret(
+                Name=name, SecretString=text, Tags=tags,
+                Description=description or "pg-schema-restore temporary secret")["ARN"])
         except ClientError as exc:
             if error_code(exc) != "ResourceExistsException":
                 raise
-            self._refuse_foreign(name, self._describe(name), tags)
-            sm.put_secret_value(SecretId=name, SecretString=text)
-        return name
+            self._refuse_foreign(name, self._describe(name, region), tags)
+            return str(sm.put_secret_value(SecretId=name, SecretString=text)["ARN"])
 
     def _refuse_foreign(self, name: str, described: dict[str, Any] | None,
                         tags: list[dict[str, str]]) -> None:
@@ -180,7 +183,7 @@ class AwsSecrets:
         return True
 
     def find_tagged(self, key: str, value: str, region: str | None = None) -> list[str]:
-        """Names of the secrets carrying tag key=value (paginated)."""
+        """ARNs of the secrets carrying tag key=value in `region` (paginated)."""
         sm = self.clients.get("secretsmanager", region)
         names: list[str] = []
         paginator = sm.get_paginator("list_secrets")
@@ -190,7 +193,7 @@ class AwsSecrets:
                 # Both filters match independently: check the pair itself.
                 if any(t.get("Key") == key and t.get("Value") == value
                        for t in entry.get("Tags", [])):
-                    names.append(entry["Name"])
+                    names.append(entry["ARN"])
         return names
 
     # -- historical versions -------------------------------------------------

@@ -199,7 +199,9 @@ def post_data(record: RestoreRecord, ctx: Context) -> None:
 
 # -- 6 -----------------------------------------------------------------------
 def cleanup(record: RestoreRecord, ctx: Context) -> None:
-    """Delete every temporary resource, in parallel; drop schemas on failure.
+    """Delete every temporary resource (the copy, DMS, artifacts, what the
+    executor left: Jobs and their connections Secret), in parallel; drop
+    schemas on failure.
 
     A sweep (a record with no spec) deletes by tag whatever it finds."""
     spec = record.spec
@@ -216,7 +218,8 @@ def cleanup(record: RestoreRecord, ctx: Context) -> None:
             ctx.save(record)
         except RestoreError as exc:
             problems.append(f"drop restored schemas: {exc.message}")
-    tasks: dict[str, Callable[[], Any]] = {"temporaryDatabase": lambda: ctx.temp_dbs.delete(record)}
+    tasks: dict[str, Callable[[], Any]] = {"temporaryDatabase": lambda: ctx.temp_dbs.delete(record),
+                                           "steps": ctx.executor.cleanup}
     if ctx.dms is not None and (spec is None or spec.data_copy == "dms"):
         tasks["dms"] = lambda: ctx.dms.delete(record)  # type: ignore[union-attr]
     if record.resources.get("artifacts"):

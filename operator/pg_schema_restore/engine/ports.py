@@ -83,6 +83,10 @@ class Executor(Protocol):
         """Run the step with connections resolved from secrets (never inline);
         return the step's result; raise DataPlaneError with the step's reason."""
 
+    def cleanup(self) -> list[str]:
+        """Delete what the steps left where they ran (a Job's connections
+        Secret holds production's credentials); NotFound is done."""
+
 
 class Audit(Protocol):
     def started(self, record: RestoreRecord) -> None: ...

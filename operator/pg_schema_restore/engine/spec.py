@@ -81,6 +81,10 @@ def rfc3339(point: datetime) -> str:
 
 @dataclass(frozen=True)
 class Source:
+    name: str = api_field(
+        "name", "a source the administrator declared (the operator's `sources`): it sets "
+        "dbIdentifier, secretArn and region, and says which namespaces may restore it",
+        {"type": "string", "pattern": r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"}, default="")
     db_identifier: str = api_field(
         "dbIdentifier", "RDS DB instance or Aurora DB cluster to restore from (AWS); the "
         "operator detects which", {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9-]{0,62}$"},

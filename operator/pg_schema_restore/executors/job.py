@@ -2,8 +2,13 @@
 
 - One Job per step, named deterministically (`pgsr-<restore-id>-<step>`):
   after an operator restart the Job is found again, never created twice.
-- Connections travel in a Kubernetes Secret owned by the SchemaRestore,
-  read by the Pod through `secretKeyRef`: never in args, status or events.
+- Jobs and their connections Secret live in the operator's namespace, never
+  the SchemaRestore's: a tenant who may read secrets or pod logs in its own
+  namespace reads no production credential. The Pod reads the Secret
+  through `secretKeyRef`; no DSN is in args, status or events.
+- Owner references cannot cross namespaces: Jobs and the Secret carry the
+  restore-id label (cleanup finds them by it) and name their SchemaRestore
+  in an annotation (for people).
 - The step's last JSON line comes back through the Pod's termination
   message (no log access needed); a failed Job ends the step with that
   message or the log tail (`FallbackToLogsOnError`).
@@ -30,14 +35,18 @@ from .result import parse_line, step_result
 
 LABEL_RESTORE = "pgschemarestore.io/restore-id"
 LABEL_STEP = "pgschemarestore.io/step"
+OWNER_ANNOTATION = "pgschemarestore.io/schemarestore"   # namespace/name of the restore
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pg-schema-restore"}
 TERMINATION_LOG = "/dev/termination-log"
 
 
 class JobExecutor:
-    """Executor port over Kubernetes Jobs, for one SchemaRestore."""
+    """Executor port over Kubernetes Jobs, for one SchemaRestore.
 
-    def __init__(self, *, namespace: str, owner: dict[str, Any], restore_id: str, image: str,
+    `namespace` is where the Jobs run (the operator's); `owner` is the
+    SchemaRestore's `namespace/name`, recorded as an annotation."""
+
+    def __init__(self, *, namespace: str, owner: str, restore_id: str, image: str,
                  secrets: Secrets, resources: dict[str, Any], deadline_seconds: int,
                  service_account: str = "", should_stop: Callable[[], bool] = lambda: False,
                  poll_seconds: float = 1.0, api_client: client.ApiClient | None = None) -> None:
@@ -68,8 +77,9 @@ class JobExecutor:
             labels[LABEL_STEP] = step
         return labels
 
-    def _owner_references(self) -> list[dict[str, Any]]:
-        return [{**self.owner, "controller": True, "blockOwnerDeletion": True}]
+    def _metadata(self, name: str, step: str | None = None) -> dict[str, Any]:
+        return {"name": name, "labels": self._labels(step),
+                "annotations": {OWNER_ANNOTATION: self.owner}}
 
     # -- connections ---------------------------------------------------------
     def _store_connections(self, step: str, source_secret: str | None,
@@ -84,9 +94,7 @@ class JobExecutor:
                 dsn = dsn_from_secret(self.secrets.read(secret_id), database)
                 data[key] = base64.b64encode(dsn.encode()).decode()
                 keys[env] = key
-        body = {"metadata": {"name": self.secret_name, "labels": self._labels(),
-                             "ownerReferences": self._owner_references()},
-                "type": "Opaque", "data": data}
+        body = {"metadata": self._metadata(self.secret_name), "type": "Opaque", "data": data}
         try:
             self.core.create_namespaced_secret(self.namespace, body)
         except ApiException as exc:
@@ -127,8 +135,7 @@ class JobExecutor:
             pod_spec["automountServiceAccountToken"] = True  # IRSA for S3 artifacts
         return {
             "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": self.job_name(step), "labels": self._labels(step),
-                         "ownerReferences": self._owner_references()},
+            "metadata": self._metadata(self.job_name(step), step),
             "spec": {"backoffLimit": 0, "activeDeadlineSeconds": self.deadline_seconds,
                      "template": {"metadata": {"labels": self._labels(step)},
                                   "spec": pod_spec}},
@@ -188,16 +195,18 @@ class JobExecutor:
             if exc.status != 404:
                 raise
 
-    def delete_all(self) -> list[str]:
-        """Jobs and the connections Secret of this restore (NotFound is fine)."""
-        deleted: list[str] = []
+    def cleanup(self) -> list[str]:
+        """Delete this restore's Jobs (found by the restore-id label: owner
+        references cannot cross namespaces) and its connections Secret (by
+        name: listing Secrets would read them all). NotFound is done."""
+        namespace, batch, core = self.namespace, self.batch, self.core
         selector = f"{LABEL_RESTORE}={self.restore_id}"
-        for job in self.batch.list_namespaced_job(self.namespace,
-                                                  label_selector=selector).items:
+        deleted: list[str] = []
+        for job in batch.list_namespaced_job(namespace, label_selector=selector).items:
             self.delete_job(job.metadata.name)
             deleted.append(f"job {job.metadata.name}")
         try:
-            self.core.delete_namespaced_secret(self.secret_name, self.namespace)
+            core.delete_namespaced_secret(self.secret_name, namespace)
             deleted.append(f"secret {self.secret_name}")
         except ApiException as exc:
             if exc.status != 404:

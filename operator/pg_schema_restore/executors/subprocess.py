@@ -28,6 +28,10 @@ class SubprocessExecutor:
         self.secrets = secrets
         self.python = python
 
+    def cleanup(self) -> list[str]:
+        """A local process leaves nothing behind (its env died with it)."""
+        return []
+
     def run(self, request: StepRequest, *, source_secret: str | None,
             target_secret: str | None, database: str,
             on_event: Callable[[dict[str, Any]], None]) -> Any:

@@ -6,8 +6,13 @@
 - a process-wide slot limit caps concurrent restores (others are Queued);
 - the finalizer (kopf's, via the delete handler) stops the Jobs and runs
   Cleanup before the object goes; a finished restore's deletion leaves the
-  restored schemas in place.
-Run with: kopf run -m pg_schema_restore.k8s.handlers --all-namespaces
+  restored schemas in place;
+- a spec is resolved against the administrator's declared sources first
+  (`SourceNotAllowed`: nothing read, nothing created);
+- Jobs and connection Secrets run in the operator's namespace (Cleanup
+  deletes them, by label and name).
+Run with: kopf run -m pg_schema_restore.k8s.handlers --all-namespaces (or
+          --namespace NS, once per watched namespace)
           --liveness=http://0.0.0.0:8080/healthz --log-format=json
 """
 
@@ -17,6 +22,7 @@ import logging
 import os
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import kopf
@@ -41,6 +47,7 @@ CONFIG = OperatorConfig.from_env()
 _slots = threading.BoundedSemaphore(max(1, CONFIG.max_concurrent))
 _running: dict[str, threading.Event] = {}   # uid -> set while a daemon is driving it
 _running_lock = threading.Lock()
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 @contextmanager
@@ -71,6 +78,12 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
     settings.posting.level = logging.INFO
+    # Serve exactly the namespaces given (--namespace) or all (-A) and the
+    # CRD present at start: no cluster-wide list/watch of namespaces and CRDs,
+    # so in watchNamespaces mode the operator holds no cluster-wide right.
+    settings.scanning.disabled = True
+    if CONFIG.executor == "job" and not CONFIG.job_namespace:
+        CONFIG.job_namespace = _own_namespace()
     try:
         kube_config.load_incluster_config()
     except kube_config.ConfigException:
@@ -81,6 +94,16 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
             metrics.serve(CONFIG.metrics_port)
         except OSError as exc:  # already serving (tests restart the operator in-process)
             log.info("metrics endpoint not started: %s", exc)
+
+
+def _own_namespace() -> str:
+    """The operator's namespace: Jobs and connection Secrets go there, never
+    to a tenant's. Without one the operator refuses to start."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    except OSError:
+        raise kopf.PermanentError("PGSR_JOB_NAMESPACE is not set and the operator does "
+                                  "not run in a pod: where would its Jobs go?") from None
 
 
 @kopf.on.probe(id="restores")
@@ -94,7 +117,8 @@ def _load_record(body: kopf.Body) -> RestoreRecord:
     saved = (body.get("status") or {}).get("record")
     if saved:
         return RestoreRecord.from_dict(dict(saved))
-    spec = RestoreSpec.from_dict(CONFIG.effective_spec(dict(body["spec"])))
+    spec = RestoreSpec.from_dict(CONFIG.spec_for(body["metadata"]["namespace"],
+                                                 dict(body["spec"])))
     return RestoreRecord(restore_id=restore_id_for(body["metadata"]["uid"]), spec=spec)
 
 
@@ -106,9 +130,8 @@ def _context(body: dict[str, Any], record: RestoreRecord, writer: StatusWriter,
 
 def _placement(body: dict[str, Any], should_stop: Callable[[], bool]) -> wiring.JobPlacement:
     meta = body["metadata"]
-    owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "name": meta["name"],
-             "uid": meta["uid"]}
-    return wiring.JobPlacement(namespace=meta["namespace"], owner=owner,
+    return wiring.JobPlacement(namespace=CONFIG.job_namespace,
+                               owner=f"{meta['namespace']}/{meta['name']}",
                                should_stop=should_stop)
 
 
@@ -207,7 +230,3 @@ def delete(body: kopf.Body, **_: Any) -> None:
     if runner.cleanup_pending(record):   # the finalizer stays until nothing is left
         raise kopf.TemporaryError(f"cleanup incomplete: {record.result['cleanupErrors']}",
                                   delay=30)
-    if CONFIG.executor == "job":
-        assert ctx.secrets is not None
-        wiring.job_executor(CONFIG, _placement(fresh, lambda: False), record.restore_id,
-                            ctx.secrets).delete_all()
