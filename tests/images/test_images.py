@@ -137,7 +137,8 @@ def test_the_operator_image_answers_healthz_and_reconciles(kube_cluster, tmp_pat
         name = f"pgsr-operator-{namespace}"
         docker("run", "-d", "--name", name, "--network", "host",
                "-v", f"{kubeconfig}:/config/kubeconfig:ro", "-e", "KUBECONFIG=/config/kubeconfig",
-               "-e", "PGSR_METRICS_PORT=0", OPERATOR_IMAGE,
+               "-e", "PGSR_METRICS_PORT=0", "-e", f"PGSR_JOB_NAMESPACE={namespace}",
+               OPERATOR_IMAGE,
                "kopf", "run", "-m", "pg_schema_restore.k8s.handlers", "--namespace", namespace,
                "--standalone", f"--liveness=http://127.0.0.1:{port}/healthz",
                "--log-format=json")
