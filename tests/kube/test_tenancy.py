@@ -38,7 +38,7 @@ from support.pg import restore_point
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "schemarestores.pgschemarestore.io.yaml"
 GROUP, VERSION, PLURAL = "pgschemarestore.io", "v1alpha1", "schemarestores"
-SA = "pg-schema-restore"
+SA = "pgsr-pg-schema-restore"   # the chart's service account for release "pgsr"
 RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
 # What a team gets: SchemaRestores, and (for the scan) what it can read of its
 # namespace, secrets and pod logs included.

@@ -29,12 +29,25 @@ def helm_path() -> str:
     return res.stdout.strip()
 
 
+# What every installation must give (the chart has no default image).
+IMAGES = {"image": {"repository": "registry.example/pg-schema-restore/operator"},
+          "jobImage": {"repository": "registry.example/pg-schema-restore/ddl-job"}}
+
+
+def helm(*args: str, values: dict[str, Any] | None = None) -> subprocess.CompletedProcess:
+    """`helm ARGS -f -` with `values` on stdin (JSON is YAML)."""
+    return subprocess.run([helm_path(), *args, "-f", "-"], input=json.dumps(values or {}),
+                          capture_output=True, text=True, timeout=60)
+
+
+def with_images(values: dict[str, Any] | None) -> dict[str, Any]:
+    return {**IMAGES, **(values or {})}
+
+
 def render(namespace: str, values: dict[str, Any] | None = None,
            release: str = "pgsr") -> list[dict[str, Any]]:
-    """`helm template` of the chart with `values` (JSON is YAML), as dicts."""
-    res = subprocess.run([helm_path(), "template", release, str(CHART), "-n", namespace,
-                          "-f", "-"], input=json.dumps(values or {}), capture_output=True,
-                         text=True, timeout=60)
+    """`helm template` of the chart with `values` (and IMAGES unless given), as dicts."""
+    res = helm("template", release, str(CHART), "-n", namespace, values=with_images(values))
     if res.returncode != 0:
         pytest.fail(f"helm template failed:\n{res.stderr}")
     return [doc for doc in yaml.safe_load_all(res.stdout) if doc]

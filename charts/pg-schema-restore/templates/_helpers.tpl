@@ -1,4 +1,15 @@
 {{- define "pgsr.name" -}}pg-schema-restore{{- end -}}
+{{/* Names of this release's objects: two releases never share one. */}}
+{{- define "pgsr.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- define "pgsr.serviceAccountName" -}}
+{{- default (include "pgsr.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
 {{- define "pgsr.labels" -}}
 app.kubernetes.io/name: {{ include "pgsr.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
