@@ -120,6 +120,8 @@ def to_boto(value: Any, shape: Shape) -> Any:
         return out
     if isinstance(shape, ListShape) and isinstance(value, list):
         return [to_boto(item, shape.member) for item in value]
+    if shape.type_name == "timestamp" and isinstance(value, str):   # the SDK's Instant
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
     return value
 
 
