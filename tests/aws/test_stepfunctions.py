@@ -123,3 +123,74 @@ def test_instance_point_in_time_restore(machine, aws_world):
     assert aws_world.leftovers(run["restoreId"]) == []
     transitions = sum(1 for e in run["events"] if e["type"].endswith("StateEntered"))
     print(f"state transitions of a happy-path instance PITR restore: {transitions}")
+
+
+def _assert_failed_clean(machine, world, run, before, reason: str, phase: str) -> RestoreRecord:
+    assert run["described"]["status"] == "FAILED"
+    assert run["described"].get("error") == reason, run["described"].get("cause")
+    record = machine.failed_record(run)
+    assert record.phase == "Failed"
+    assert record.error and record.error["reason"] == reason and record.error["phase"] == phase, \
+        record.error
+    audit = machine.audit(run["restoreId"])
+    assert audit["status"] == "Failed"
+    assert audit["error"]["reason"] == reason and audit["error"]["phase"] == phase
+    after = world.fingerprint()
+    assert after == before, "production changed: a failed restore left schemas behind"
+    assert world.leftovers(run["restoreId"]) == []
+    return record
+
+
+def test_temporary_database_incompatible_restore(machine, aws_world):
+    point, _, before = _prepare(aws_world)
+    aws_world.sim.restore_outcome = "incompatible-restore"
+    run = machine.run(aws_world.spec(restoreTime=iso(point)))
+    record = _assert_failed_clean(machine, aws_world, run, before, "TemporaryDatabaseFailed",
+                                  "TemporaryDatabase")
+    assert "incompatible-restore" in record.error["message"]
+    assert machine.runs == [], "a data-plane step ran on a failed copy"
+
+
+def test_data_plane_step_exits_non_zero(aws_world, monkeypatch):
+    machine = Machine(aws_world, monkeypatch, fail_step="applyPost")
+    point, _, before = _prepare(aws_world)
+    run = machine.run(aws_world.spec(restoreTime=iso(point)))
+    record = _assert_failed_clean(machine, aws_world, run, before, "StepFailed", "PostData")
+    assert "applyPost" in record.error["message"] and "137" in record.error["message"]
+    # Pre-data was applied: the schemas carrying this restore's marker were dropped.
+    assert sorted(record.result["droppedSchemas"]) == sorted(record.targets.values())
+    assert [r["command"][4] for r in machine.runs][-1] == "--key=drop"
+
+
+def test_step_refusal_keeps_the_steps_own_reason(machine, aws_world):
+    """A target name already taken: the step's own reason, not the ECS exit code."""
+    point, _, before = _prepare(aws_world)
+    spec = aws_world.spec(restoreTime=iso(point), targetSuffix="_taken")
+    with aws_world.prod.connect(aws_world.database) as conn:
+        conn.execute("CREATE SCHEMA customer_a1_taken")
+    before = aws_world.fingerprint()
+    run = machine.run(spec)
+    _assert_failed_clean(machine, aws_world, run, before, "TargetExists", "Initialize")
+    assert aws_world.sim.calls["rds.RestoreDBInstanceToPointInTime"] == 0, \
+        "something was created before validation passed"
+
+
+def test_aurora_cluster_from_snapshot(machine, aws_world):
+    point, expected, before = _prepare_snapshot(aws_world)
+    run = machine.run(aws_world.spec(snapshotId="aurora-snap",
+                                     source={"dbIdentifier": "prod-aurora"}))
+    assert run["described"]["status"] == "SUCCEEDED", run["described"].get("cause")
+    record = run["record"]
+    for tenant, target in record.targets.items():
+        assert aws_world.counts(target) == expected[tenant], tenant
+    assert aws_world.sim.calls["rds.RestoreDBClusterFromSnapshot"] == 1
+    assert aws_world.sim.calls["rds.CreateDBInstance"] == 1
+    assert machine.audit(run["restoreId"])["status"] == "Succeeded"
+    assert aws_world.leftovers(run["restoreId"]) == []
+
+
+def _prepare_snapshot(world):
+    expected = {t: world.counts(t) for t in TENANTS}
+    point = world.snapshot("aurora-snap", source="prod-aurora")
+    world.damage()
+    return point, expected, world.fingerprint()

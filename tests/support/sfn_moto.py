@@ -52,6 +52,10 @@ def install(monkeypatch, session_factory: Callable[[], boto3.Session],
         CustomErrorName)
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
         FailureEvent)
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
+        StatesErrorName)
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType)
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service_aws_sdk as aws_sdk, state_task_service_ecs as ecs,
@@ -63,7 +67,9 @@ def install(monkeypatch, session_factory: Callable[[], boto3.Session],
     ecs_runs: list[dict[str, Any]] = []
 
     def failure(self, env, error: str, cause: str) -> FailureEvent:
-        return FailureEvent(env=env, error_name=CustomErrorName(error),
+        name = (StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed)
+                if error == "States.TaskFailed" else CustomErrorName(error))
+        return FailureEvent(env=env, error_name=name,
                             event_type=HistoryEventType.TaskFailed,
                             event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
                                 resource=self._get_sfn_resource(),
@@ -88,8 +94,6 @@ def install(monkeypatch, session_factory: Callable[[], boto3.Session],
             return failure(self, env, error,
                            f"{ex.response.get('Error', {}).get('Message', '')} "
                            f"(Service: {sfn_names.error_prefix(service)}, Error Code: {code})")
-        if isinstance(ex, KeyError):      # an unknown SDK v2 member: AWS refuses the call
-            return failure(self, env, "States.Runtime", str(ex))
         return original_sdk_error(self, env, ex)
 
     original_sdk_error = aws_sdk.StateTaskServiceAwsSdk._from_error
