@@ -30,8 +30,9 @@ INTEGRATION_ERRORS = {
 def states(machine: dict[str, Any] = DEFINITION) -> Iterator[tuple[str, dict[str, Any]]]:
     for name, state in machine["States"].items():
         yield name, state
-        for branch in state.get("Branches", []):
-            yield from states(branch)
+        for branch in state.get("Branches", []) + [state.get("ItemProcessor") or {}]:
+            if branch:
+                yield from states(branch)
 
 
 def tasks() -> list[tuple[str, dict[str, Any]]]:
@@ -70,6 +71,8 @@ def _check_members(value: Any, shape: Any, where: str) -> None:
 
 def _resolve_output(shape: Any, path: str, where: str) -> None:
     """`$.DbInstances[0].DbInstanceStatus` must exist in the output shape (SDK names)."""
+    filters = re.findall(r"@\.([A-Za-z0-9]+)", path)        # [?(@.Member …)]
+    path = re.sub(r"\[\?\(.*?\)\]|\[\*\]", "[0]", path)
     for part in re.findall(r"[A-Za-z0-9]+|\[\d+\]", path.removeprefix("$.")):
         if part.startswith("["):
             assert isinstance(shape, ListShape), f"{where}: {path}: not a list at {part}"
@@ -78,6 +81,8 @@ def _resolve_output(shape: Any, path: str, where: str) -> None:
         found = sfn_names.member_for(shape, part)
         assert found is not None, f"{where}: {path}: {shape.name} has no member {part!r}"
         shape = found[1]
+    for member in filters:          # the filter's members, on the list's elements
+        assert sfn_names.member_for(shape, member), f"{where}: {path}: no member {member}"
 
 
 def test_aws_sdk_integrations_use_the_services_own_names():
@@ -100,7 +105,11 @@ def test_aws_sdk_integrations_use_the_services_own_names():
                 if not error.startswith("States."):
                     assert error in known, f"{name}: {error} is not an error {sdk_id} raises"
         seen.add(f"{sdk_id}:{action}")
-    assert {"rds:restoreDBInstanceToPointInTime", "rds:restoreDBInstanceFromDBSnapshot",
+    assert {"databasemigration:createEndpoint", "databasemigration:testConnection",
+            "databasemigration:describeConnections", "databasemigration:createReplicationTask",
+            "databasemigration:startReplicationTask", "databasemigration:describeReplicationTasks",
+            "databasemigration:describeTableStatistics",
+            "rds:restoreDBInstanceToPointInTime", "rds:restoreDBInstanceFromDBSnapshot",
             "rds:restoreDBClusterToPointInTime", "rds:restoreDBClusterFromSnapshot",
             "rds:createDBInstance", "rds:describeDBInstances", "rds:describeDBClusters",
             "s3:headBucket"} <= seen
@@ -205,3 +214,25 @@ def test_the_copy_is_private_and_tagged(state):
     params = DEFINITION["States"][state]["Parameters"]
     assert params["PubliclyAccessible"] is False
     assert params["Tags"] == [{"Key": "pg-schema-restore/restore-id", "Value.$": "$.restoreId"}]
+
+
+def test_the_per_schema_map_is_bounded_and_judges_each_task():
+    full_load = DEFINITION["States"]["FullLoad"]
+    assert full_load["Type"] == "Map" and full_load["MaxConcurrency"] >= 1
+    inner = full_load["ItemProcessor"]["States"]
+    judged = json.dumps(inner["TaskState"])
+    # stopped + the full-load stop reason + no errored table, else a failure
+    assert "Stop Reason FULL_LOAD_ONLY_FINISHED" in judged and "TablesErrored" in judged
+    assert "Table completed" in json.dumps(inner["TableStatistics"])
+    assert any(c.get("NumericGreaterThanEqualsPath") == "$.wait.maxPolls"
+               for c in inner["TaskState"]["Choices"])
+    # the connection tests are polled to an outcome, failed ones reported
+    connection = json.dumps(DEFINITION["States"]["ConnectionState"])
+    assert '"failed"' in connection and "maxPolls" in connection
+
+
+def test_inner_graphs_are_complete():
+    for name, state in states():
+        if state["Type"] == "Map":
+            edges = _graph(state["ItemProcessor"])
+            assert all(n in edges for targets in edges.values() for n in targets), name

@@ -26,6 +26,7 @@ from support.pg import restore_point
 
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:pgsr-restore"
 ROLE_ARN = "arn:aws:iam::123456789012:role/pgsr-state-machine"
+DMS_ROLE_ARN = "arn:aws:iam::123456789012:role/pgsr-dms-secrets"
 
 
 def iso(point: datetime) -> str:
@@ -35,17 +36,20 @@ def iso(point: datetime) -> str:
 class Machine:
     """The deployed state machine and what its ECS tasks did."""
 
-    def __init__(self, world, monkeypatch, fail_step: str | None = None) -> None:
+    def __init__(self, world, monkeypatch, fail_step: str | None = None,
+                 session_factory: Any = None) -> None:
         self.world = world
-        monkeypatch.setattr(wiring, "SESSION_FACTORY", lambda region: world.sim.session())
+        session_factory = session_factory or world.sim.session
+        monkeypatch.setattr(wiring, "SESSION_FACTORY", lambda region: session_factory())
         for name, value in {"PGSR_ARTIFACTS_ROOT": f"s3://{BUCKET}/restores",
                             "PGSR_AUDIT_TABLE": AUDIT_TABLE,
                             "PGSR_SFN_ECS_CLUSTER": "pgsr", "PGSR_SFN_TASK_DEFINITION": "ddl-job",
                             "PGSR_SFN_SUBNETS": "subnet-1",
-                            "PGSR_SFN_SECURITY_GROUPS": world.security_group}.items():
+                            "PGSR_SFN_SECURITY_GROUPS": world.security_group,
+                            "PGSR_DMS_SECRETS_ROLE_ARN": DMS_ROLE_ARN}.items():
             monkeypatch.setenv(name, value)
         self.fail_step = fail_step
-        self.runs = sfn_moto.install(monkeypatch, world.sim.session, function.handler,
+        self.runs = sfn_moto.install(monkeypatch, session_factory, function.handler,
                                      self._run_command)
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         text = definition.PATH.read_text().replace("${RestoreFunctionArn}", FUNCTION_ARN)
@@ -194,3 +198,70 @@ def _prepare_snapshot(world):
     point = world.snapshot("aurora-snap", source="prod-aurora")
     world.damage()
     return point, expected, world.fingerprint()
+
+
+@pytest.fixture
+def dms_machine(aws_world, monkeypatch):
+    """One hooked session shared by every call, with the DMS double on it
+    (the double keeps its tasks' state per session)."""
+    from support.dms_double import DmsDouble
+
+    session = aws_world.sim.session()
+    double = DmsDouble(session).install()
+    machine = Machine(aws_world, monkeypatch, session_factory=lambda: session)
+    machine.dms = double
+    return machine
+
+
+def test_dms_full_load(dms_machine, aws_world):
+    point, expected, before = _prepare(aws_world)
+    run = dms_machine.run(aws_world.spec(restoreTime=iso(point), dataCopy="dms"))
+    assert run["described"]["status"] == "SUCCEEDED", run["described"].get("cause")
+    record = run["record"]
+    for tenant, target in record.targets.items():
+        assert aws_world.counts(target) == expected[tenant], tenant
+    assert len(dms_machine.dms.started) == len(TENANTS)
+    assert dms_machine.dms.max_running <= definition.DMS_MAX_CONCURRENCY
+    assert record.progress["rows"] == sum(sum(c.values()) for c in expected.values())
+    # DMS copies no sequences: the sequences-only step ran after the full load.
+    assert [r["command"][4] for r in dms_machine.runs] == [
+        "--key=extract", "--key=applyPre", "--key=copy", "--key=applyPost", "--key=verify"]
+    assert "--sequences-only" in dms_machine.runs[2]["command"]
+    assert dms_machine.audit(run["restoreId"])["status"] == "Succeeded"
+    assert aws_world.leftovers(run["restoreId"]) == []
+    assert _dms_leftovers(run["restoreId"]) == []
+
+
+def test_dms_task_fails(dms_machine, aws_world):
+    point, _, before = _prepare(aws_world)
+    spec = aws_world.spec(restoreTime=iso(point), dataCopy="dms")
+    target = f"customer_b2_{iso(point)[:19].replace('-', '').replace(':', '').replace('T', '')}"
+    dms_machine.dms.fail_task(target, "ERROR: out of shared memory")
+    run = dms_machine.run(spec)
+    record = _assert_failed_clean(dms_machine, aws_world, run, before, "DmsTaskFailed",
+                                  "DataCopy")
+    assert "out of shared memory" in record.error["message"], record.error
+    assert sorted(record.result["droppedSchemas"]) == sorted(record.targets.values())
+    assert _dms_leftovers(run["restoreId"]) == []
+
+
+def test_dms_connection_test_fails(dms_machine, aws_world):
+    point, _, before = _prepare(aws_world)
+    dms_machine.dms.fail_connection("target", "FATAL: password authentication failed")
+    run = dms_machine.run(aws_world.spec(restoreTime=iso(point), dataCopy="dms"))
+    record = _assert_failed_clean(dms_machine, aws_world, run, before, "DmsConnectionFailed",
+                                  "DataCopy")
+    assert "password authentication failed" in record.error["message"]
+    assert "target" in record.error["message"]
+    assert dms_machine.dms.started == [], "a task started although a connection failed"
+    assert _dms_leftovers(run["restoreId"]) == []
+
+
+def _dms_leftovers(restore_id: str) -> list[str]:
+    dms = boto3.client("dms", region_name=REGION)
+    found = [i["ReplicationInstanceIdentifier"] for i in
+             dms.describe_replication_instances()["ReplicationInstances"]]
+    found += [e["EndpointIdentifier"] for e in dms.describe_endpoints()["Endpoints"]]
+    found += [t["ReplicationTaskIdentifier"] for t in
+              dms.describe_replication_tasks()["ReplicationTasks"]]
+    return [name for name in found if restore_id in name]

@@ -26,6 +26,7 @@ RDS restores become genuine local PITR copies.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any, Callable
 
@@ -65,6 +66,15 @@ def install(monkeypatch, session_factory: Callable[[], boto3.Session],
     monkeypatch.setitem(default_user_config["stepfunctions"], "execute_state_machine", True)
     _definite_paths(monkeypatch)
     ecs_runs: list[dict[str, Any]] = []
+    made: dict[tuple[str, str], Any] = {}
+    lock = threading.Lock()
+
+    def clients(service: str, region: str) -> Any:
+        """One client per service on the test's session (Map items run in threads)."""
+        with lock:
+            if (service, region) not in made:
+                made[(service, region)] = session_factory().client(service, region_name=region)
+            return made[(service, region)]
 
     def failure(self, env, error: str, cause: str) -> FailureEvent:
         name = (StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed)
@@ -81,7 +91,7 @@ def install(monkeypatch, session_factory: Callable[[], boto3.Session],
         service = sfn_names.boto_service(self.resource.api_name)
         operation = sfn_names.boto_operation(service, self.resource.api_action)
         shapes = sfn_names.model(service).operation_model(operation)
-        client = session_factory().client(service, region_name=resource_runtime_part.region)
+        client = clients(service, resource_runtime_part.region)
         method = getattr(client, xform_name(operation))
         response = method(**sfn_names.to_boto(normalised_parameters, shapes.input_shape))
         env.stack.append(sfn_names.from_boto(response, shapes.output_shape))
@@ -150,7 +160,8 @@ def install(monkeypatch, session_factory: Callable[[], boto3.Session],
 
 def _definite_paths(monkeypatch) -> None:
     """AWS: a definite path (no wildcard, slice, filter or descent) selects one
-    value; moto returns `$.DbInstances[0].DbInstanceStatus` as a one-element list."""
+    value; moto returns `$.DbInstances[0].DbInstanceStatus` as a one-element list.
+    A filter that matches nothing selects [] on AWS; moto raises."""
     import sys
 
     from moto.stepfunctions.parser.asl.utils import json_path
@@ -158,7 +169,12 @@ def _definite_paths(monkeypatch) -> None:
     original = json_path.extract_json
 
     def extract_json(path: str, data: Any) -> Any:
-        value = original(path, data)
+        try:
+            value = original(path, data)
+        except json_path.NoSuchJsonPathError:
+            if "?(" in path:
+                return []
+            raise
         definite = not any(token in path for token in ("*", ":", "?(", ".."))
         if definite and "[" in path and isinstance(value, list) and len(value) == 1:
             matches = json_path.parse(path).find(data)

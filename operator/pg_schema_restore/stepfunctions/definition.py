@@ -28,6 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..aws.dms import _INSTANCE_TERMINAL as DMS_INSTANCE_TERMINAL
+from ..aws.dms import FULL_LOAD_FINISHED, TABLE_COMPLETED
 from ..aws.rds import TERMINAL_STATES
 
 PATH = Path(__file__).resolve().parents[3] / "stepfunctions" / "restore.asl.json"
@@ -56,6 +58,13 @@ ECS_RETRY = [{"ErrorEquals": ["ECS.AmazonECSException", "ECS.SdkClientException"
               "IntervalSeconds": 5, "BackoffRate": 2.0, "MaxAttempts": 5,
               "JitterStrategy": "FULL"}]
 RDS_TASK_RETRY = AWS_RETRY
+DMS_RETRY = [{"ErrorEquals": ["DatabaseMigration.DatabaseMigrationException",
+                              "DatabaseMigration.SdkClientException", "States.Timeout"],
+              "IntervalSeconds": 2, "BackoffRate": 2.0, "MaxAttempts": 6,
+              "JitterStrategy": "FULL"}]
+# Full-load tasks at once (DmsSettings.max_concurrent_tasks' default): each
+# loads up to MaxFullLoadSubTasks tables in parallel on the one instance.
+DMS_MAX_CONCURRENCY = 2
 
 
 def _catch(to: str) -> list[dict[str, Any]]:
@@ -247,12 +256,251 @@ def _step_states() -> dict[str, Any]:
         after = names[index + 1] if index + 1 < len(names) else "Collect"
         if name == "Extract":       # from here production may hold our schemas
             after = "SchemasCreated"
+        if name == "ApplyPreData":  # rows by COPY (the step) or by DMS (then sequences)
+            after = "DataCopyKind"
         states[name] = _ecs_step(key, after, f"{name}Failed")
         states[f"{name}Failed"] = _failed(phase, step=key)
     states["SchemasCreated"] = {"Type": "Pass", "Result": True,
                                 "ResultPath": "$.record.schemas_created",
                                 "Next": "ApplyPreData"}
+    states["DataCopyKind"] = {"Type": "Choice", "Choices": [
+        {"Variable": "$.plan.dataCopy", "StringEquals": "dms",
+         "Next": "WaitReplicationInstance"}], "Default": "CopyData"}
     return states
+
+
+def _dms(action: str, parameters: dict[str, Any], next_state: str, fail_state: str, *,
+         result_selector: dict[str, str] | None = None, result_path: str | None = None,
+         tolerate: str | None = None) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "Type": "Task", "Resource": f"arn:aws:states:::aws-sdk:databasemigration:{action}",
+        "Parameters": parameters, "ResultPath": result_path, "Retry": DMS_RETRY,
+        "Next": next_state}
+    if result_selector:
+        state["ResultSelector"] = result_selector
+    catches = []
+    if tolerate:
+        catches.append({"ErrorEquals": [tolerate], "ResultPath": None, "Next": next_state})
+    state["Catch"] = catches + _catch(fail_state)
+    return state
+
+
+def _count(path: str, next_state: str) -> dict[str, Any]:
+    """One more iteration of a poll loop (`path.n`), compared with the bound."""
+    return {"Type": "Pass", "Parameters": {"n.$": f"States.MathAdd({path}.n, 1)"},
+            "ResultPath": path, "Next": next_state}
+
+
+def _dms_states() -> dict[str, Any]:
+    """DataCopy with DMS: the instance (started by Initialize) ready, two endpoints
+    whose connection tests are polled to an outcome, one full-load task per schema
+    (Map, bounded concurrency), each judged by status, stop reason and table
+    statistics; then the sequences step."""
+    fail = "DmsCallFailed"
+    instance_terminal = [{"Variable": "$.dmsPoll.instance.ReplicationInstanceStatus",
+                          "StringEquals": s} for s in DMS_INSTANCE_TERMINAL]
+
+    def endpoint(role: str, next_state: str) -> dict[str, Any]:
+        settings: dict[str, Any] = {
+            "SecretsManagerSecretId.$": f"$.plan.dms.{role}Secret",
+            "SecretsManagerAccessRoleArn.$": "$.plan.dms.roleArn",
+            "DatabaseName.$": "$.plan.dms.database", "MapBooleanAsBoolean": True}
+        if role == "source":
+            settings.update({"CaptureDdls": False, "FailTasksOnLobTruncation": True})
+        else:
+            settings["ExecuteTimeout"] = 3600
+        return _dms("createEndpoint", {
+            "EndpointIdentifier.$": f"$.plan.dms.{role}EndpointId", "EndpointType": role,
+            "EngineName.$": "$.plan.engine", "SslMode.$": "$.plan.dms.sslMode",
+            "PostgreSqlSettings": settings,
+            "Tags": [{"Key": RESTORE_TAG, "Value.$": "$.restoreId"}]},
+            next_state, fail, result_selector={"arn.$": "$.Endpoint.EndpointArn"},
+            result_path=f"$.dmsEndpoints.{role}")
+
+    def test(role: str, next_state: str) -> dict[str, Any]:
+        return _dms("testConnection", {
+            "ReplicationInstanceArn.$": "$.dmsPoll.instance.ReplicationInstanceArn",
+            "EndpointArn.$": f"$.dmsEndpoints.{role}.arn"}, next_state, fail,
+            tolerate="DatabaseMigration.InvalidResourceStateException")  # a test running
+
+    def connection(role: str, next_state: str) -> dict[str, Any]:
+        return _dms("describeConnections", {"Filters": [
+            {"Name": "endpoint-arn", "Values.$": f"States.Array($.dmsEndpoints.{role}.arn)"}]},
+            next_state, fail, result_selector={"connection.$": "$.Connections[0]"},
+            result_path=f"$.dmsPoll.{role}")
+
+    def connection_failed(role: str) -> dict[str, Any]:
+        return _failure("DataCopy", "DmsConnectionFailed", {
+            "message.$": f"States.Format('DMS cannot connect to the {role} database "
+                         f"(endpoint {{}}): {{}}', $.plan.dms.{role}EndpointId, "
+                         f"$.dmsPoll.{role}.connection.LastFailureMessage)"})
+
+    states: dict[str, Any] = {
+        "WaitReplicationInstance": {"Type": "Wait", "SecondsPath": "$.plan.wait.seconds",
+                                    "Next": "CountInstancePoll"},
+        "CountInstancePoll": _count("$.counts.dmsInstance", "DescribeReplicationInstance"),
+        "DescribeReplicationInstance": _dms("describeReplicationInstances", {"Filters": [
+            {"Name": "replication-instance-id",
+             "Values.$": "States.Array($.plan.dms.instanceId)"}]},
+            "ReplicationInstanceState", fail,
+            result_selector={"ReplicationInstanceStatus.$":
+                             "$.ReplicationInstances[0].ReplicationInstanceStatus",
+                             "ReplicationInstanceArn.$":
+                             "$.ReplicationInstances[0].ReplicationInstanceArn"},
+            result_path="$.dmsPoll.instance"),
+        "ReplicationInstanceState": {"Type": "Choice", "Choices": [
+            {"Or": instance_terminal, "Next": "ReplicationInstanceFailed"},
+            {"Variable": "$.dmsPoll.instance.ReplicationInstanceStatus",
+             "StringEquals": "available", "Next": "CreateSourceEndpoint"},
+            {"Variable": "$.counts.dmsInstance.n",
+             "NumericGreaterThanEqualsPath": "$.plan.wait.maxPolls",
+             "Next": "ReplicationInstanceTimedOut"}],
+            "Default": "WaitReplicationInstance"},
+        "ReplicationInstanceFailed": _failure("DataCopy", "DmsInstanceFailed", {
+            "message.$": "States.Format('DMS replication instance {} is {}', "
+                         "$.plan.dms.instanceId, $.dmsPoll.instance.ReplicationInstanceStatus)"}),
+        "ReplicationInstanceTimedOut": _failure("DataCopy", "DmsTimeout", {
+            "message.$": "States.Format('DMS replication instance {} still {} after {} polls',"
+                         " $.plan.dms.instanceId, "
+                         "$.dmsPoll.instance.ReplicationInstanceStatus, $.counts.dmsInstance.n)"}),
+        "CreateSourceEndpoint": endpoint("source", "CreateTargetEndpoint"),
+        "CreateTargetEndpoint": endpoint("target", "TestSourceConnection"),
+        "TestSourceConnection": test("source", "TestTargetConnection"),
+        "TestTargetConnection": test("target", "WaitConnections"),
+        "WaitConnections": {"Type": "Wait", "SecondsPath": "$.plan.wait.seconds",
+                            "Next": "CountConnectionPoll"},
+        "CountConnectionPoll": _count("$.counts.connections", "DescribeSourceConnection"),
+        "DescribeSourceConnection": connection("source", "DescribeTargetConnection"),
+        "DescribeTargetConnection": connection("target", "ConnectionState"),
+        "ConnectionState": {"Type": "Choice", "Choices": [
+            {"Variable": "$.dmsPoll.source.connection.Status", "StringEquals": "failed",
+             "Next": "SourceConnectionFailed"},
+            {"Variable": "$.dmsPoll.target.connection.Status", "StringEquals": "failed",
+             "Next": "TargetConnectionFailed"},
+            {"And": [{"Variable": "$.dmsPoll.source.connection.Status",
+                      "StringEquals": "successful"},
+                     {"Variable": "$.dmsPoll.target.connection.Status",
+                      "StringEquals": "successful"}], "Next": "FullLoad"},
+            {"Variable": "$.counts.connections.n",
+             "NumericGreaterThanEqualsPath": "$.plan.wait.maxPolls",
+             "Next": "ConnectionsTimedOut"}],
+            "Default": "WaitConnections"},
+        "SourceConnectionFailed": connection_failed("source"),
+        "TargetConnectionFailed": connection_failed("target"),
+        "ConnectionsTimedOut": _failure("DataCopy", "DmsTimeout",
+                                        "DMS endpoint connection tests did not finish"),
+        "FullLoad": {
+            "Type": "Map", "ItemsPath": "$.plan.dms.tasks",
+            "MaxConcurrency": DMS_MAX_CONCURRENCY,
+            "ItemSelector": {
+                "task.$": "$$.Map.Item.Value", "restoreId.$": "$.restoreId",
+                "instanceArn.$": "$.dmsPoll.instance.ReplicationInstanceArn",
+                "sourceArn.$": "$.dmsEndpoints.source.arn",
+                "targetArn.$": "$.dmsEndpoints.target.arn",
+                "settings.$": "$.plan.dms.taskSettings", "wait.$": "$.plan.wait",
+                "counts": {"ready": {"n": 0}, "load": {"n": 0}}},
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"},
+                              "StartAt": "CreateTask", "States": _task_states()},
+            "ResultPath": "$.dmsResults", "Next": "CopySequences",
+            "Catch": _catch("FullLoadFailed")},
+        "FullLoadFailed": _failed("DataCopy"),
+        fail: _failed("DataCopy"),
+        "CopySequences": _ecs_step("copy", "ApplyPostData", "CopySequencesFailed"),
+        "CopySequencesFailed": _failed("DataCopy", step="copy"),
+    }
+    return states
+
+
+def _task_states() -> dict[str, Any]:
+    """One schema's full-load task, inside the Map: create, ready, start, stopped,
+    judged. A failure ends the item with `DmsTaskFailed` and the task's own words."""
+    fail = "TaskCallFailed"
+
+    def describe(next_state: str) -> dict[str, Any]:
+        return _dms("describeReplicationTasks", {
+            "Filters": [{"Name": "replication-task-arn",
+                         "Values.$": "States.Array($.created.arn)"}],
+            "WithoutSettings": True}, next_state, fail,
+            result_selector={"task.$": "$.ReplicationTasks[0]"}, result_path="$.poll")
+
+    def task_failed(detail: str) -> dict[str, Any]:
+        return {"Type": "Pass", "Parameters": {
+            "error": "DmsTaskFailed",
+            "cause.$": f"States.Format('DMS task {{}} (schema {{}}): {detail}', "
+                       "$.task.id, $.task.schema, States.JsonToString($.poll.task))"},
+            "Next": "TaskFailed"}
+
+    return {
+        "CreateTask": _dms("createReplicationTask", {
+            "ReplicationTaskIdentifier.$": "$.task.id",
+            "SourceEndpointArn.$": "$.sourceArn", "TargetEndpointArn.$": "$.targetArn",
+            "ReplicationInstanceArn.$": "$.instanceArn", "MigrationType": "full-load",
+            "TableMappings.$": "$.task.tableMappings",
+            "ReplicationTaskSettings.$": "$.settings",
+            "Tags": [{"Key": RESTORE_TAG, "Value.$": "$.restoreId"}]},
+            "WaitTaskReady", fail,
+            result_selector={"arn.$": "$.ReplicationTask.ReplicationTaskArn"},
+            result_path="$.created"),
+        "WaitTaskReady": {"Type": "Wait", "SecondsPath": "$.wait.seconds",
+                          "Next": "CountReadyPoll"},
+        "CountReadyPoll": _count("$.counts.ready", "DescribeNewTask"),
+        "DescribeNewTask": describe("TaskReady"),
+        "TaskReady": {"Type": "Choice", "Choices": [
+            {"Variable": "$.poll.task.Status", "StringEquals": "ready", "Next": "StartTask"},
+            {"Variable": "$.poll.task.Status", "StringEquals": "failed",
+             "Next": "TaskNeverReady"},
+            {"Variable": "$.counts.ready.n", "NumericGreaterThanEqualsPath": "$.wait.maxPolls",
+             "Next": "TaskNeverReady"}],
+            "Default": "WaitTaskReady"},
+        "TaskNeverReady": task_failed("never became ready: {}"),
+        "StartTask": _dms("startReplicationTask", {
+            "ReplicationTaskArn.$": "$.created.arn",
+            "StartReplicationTaskType": "start-replication"}, "WaitTaskDone", fail),
+        "WaitTaskDone": {"Type": "Wait", "SecondsPath": "$.wait.seconds",
+                         "Next": "CountLoadPoll"},
+        "CountLoadPoll": _count("$.counts.load", "DescribeRunningTask"),
+        "DescribeRunningTask": describe("TaskState"),
+        "TaskState": {"Type": "Choice", "Choices": [
+            {"And": [{"Variable": "$.poll.task.Status", "StringEquals": "stopped"},
+                     {"Variable": "$.poll.task.StopReason", "StringEquals": FULL_LOAD_FINISHED},
+                     {"Or": [{"Variable": "$.poll.task.ReplicationTaskStats.TablesErrored",
+                              "IsPresent": False},
+                             {"Variable": "$.poll.task.ReplicationTaskStats.TablesErrored",
+                              "NumericEquals": 0}]}],
+             "Next": "TableStatistics"},
+            {"Or": [{"Variable": "$.poll.task.Status", "StringEquals": "stopped"},
+                    {"Variable": "$.poll.task.Status", "StringEquals": "failed"}],
+             "Next": "TaskStoppedBadly"},
+            {"Variable": "$.counts.load.n", "NumericGreaterThanEqualsPath": "$.wait.maxPolls",
+             "Next": "TaskTimedOut"}],
+            "Default": "WaitTaskDone"},
+        "TaskStoppedBadly": task_failed("did not finish its full load: {}"),
+        "TaskTimedOut": task_failed("still running after the last poll: {}"),
+        "TableStatistics": _dms("describeTableStatistics", {
+            "ReplicationTaskArn.$": "$.created.arn", "MaxRecords": 500}, "TablesLoaded", fail,
+            result_selector={
+                "tables.$": "$.TableStatistics",
+                "incomplete.$": f"$.TableStatistics[?(@.TableState != '{TABLE_COMPLETED}')]",
+                "errorRows.$": "$.TableStatistics[?(@.FullLoadErrorRows > 0)]"},
+            result_path="$.stats"),
+        "TablesLoaded": {"Type": "Choice", "Choices": [
+            {"Or": [{"Variable": "$.stats.incomplete[0]", "IsPresent": True},
+                    {"Variable": "$.stats.errorRows[0]", "IsPresent": True}],
+             "Next": "TablesNotLoaded"}],
+            "Default": "TaskDone"},
+        "TablesNotLoaded": {"Type": "Pass", "Parameters": {
+            "error": "DmsTaskFailed",
+            "cause.$": "States.Format('DMS task {} (schema {}): tables not completed: {}', "
+                       "$.task.id, $.task.schema, States.JsonToString($.stats.incomplete))"},
+            "Next": "TaskFailed"},
+        "TaskDone": {"Type": "Pass", "Parameters": {
+            "schema.$": "$.task.schema", "tables.$": "$.stats.tables"}, "End": True},
+        fail: {"Type": "Pass", "Parameters": {
+            "error": "DmsTaskFailed",
+            "cause.$": "States.Format('DMS task {}: {}: {}', $.task.id, $.caught.Error, "
+                       "$.caught.Cause)"}, "Next": "TaskFailed"},
+        "TaskFailed": {"Type": "Fail", "ErrorPath": "$.error", "CausePath": "$.cause"},
+    }
 
 
 def _cleanup_states() -> dict[str, Any]:
@@ -329,6 +577,7 @@ def build() -> dict[str, Any]:
             {"Variable": "$.failure", "IsPresent": True, "Next": "Collect"}],
             "Default": "Extract"},
         **_step_states(),
+        **_dms_states(),
         **_cleanup_states(),
     }
     return {
