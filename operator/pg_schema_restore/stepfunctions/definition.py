@@ -589,6 +589,25 @@ def build() -> dict[str, Any]:
     }
 
 
+def phase_of_state() -> dict[str, str]:
+    """Top-level state -> the engine's phase it belongs to (the operator mirrors
+    an execution's history into the same phases as a native restore)."""
+    groups = {
+        "Initialize": ["Start", "Initialize", "InitializeFailed", "Initialized",
+                       "CheckArtifactsBucket"],
+        "TemporaryDatabase": [*_restore_states(), *_poll_states()],
+        "SchemaExtraction": ["Credentials", "CredentialsFailed", "CredentialsMade", "Extract",
+                             "ExtractFailed", "SchemasCreated", "ApplyPreData",
+                             "ApplyPreDataFailed"],
+        "DataCopy": ["DataCopyKind", "CopyData", "CopyDataFailed", *_dms_states()],
+        "PostData": ["ApplyPostData", "ApplyPostDataFailed", "Verify", "VerifyFailed"],
+        "Cleanup": ["Collect", "CollectFailed", "DropChoice", "DropRestored", "Dropped",
+                    "DropFailed", "DeleteTemporaryResources"],
+        "Record": ["Finish", "Outcome", "Succeeded", "RestoreFailed"],
+    }
+    return {state: phase for phase, states in groups.items() for state in states}
+
+
 def render() -> str:
     return json.dumps(build(), indent=2) + "\n"
 
