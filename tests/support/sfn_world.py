@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 import boto3
 
@@ -65,7 +65,7 @@ class Machine:
         gate = self.gates.get(key)
         if gate is not None:
             gate.wait(timeout=300)
-        if self.aborted():      # AWS stops a .sync ECS task when its execution stops
+        if self.stop_requested():   # AWS stops a .sync ECS task when its execution stops
             return 143
         if self.fail_step and f"--key={self.fail_step}" in argv:
             # The container dies before the step can say why (killed, out of memory).
@@ -100,6 +100,11 @@ class Machine:
         output = json.loads(finished[-1]["stateExitedEventDetails"]["output"])
         return RestoreRecord.from_dict(output["record"])
 
+
+    def stop_requested(self) -> bool:
+        """StopExecution was called (moto reports ABORTED only once the running
+        state returns; AWS at once)."""
+        return self.world.sim.calls.get("sfn.StopExecution", 0) > 0
 
     def aborted(self) -> bool:
         return any(e["status"] == "ABORTED" for e in
