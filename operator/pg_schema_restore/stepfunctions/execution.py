@@ -31,8 +31,10 @@ from .definition import phase_of_state
 
 log = logging.getLogger(__name__)
 PHASE_OF_STATE = phase_of_state()
-# States whose output carries the Lambda's record (the execution's truth).
-RECORD_STATES = ("Initialize", "Credentials", "Collect", "Dropped", "Finish")
+# States whose output carries the execution's record: the Lambda's steps, and
+# the point from which production may hold this restore's schemas (a
+# cancellation's cleanup must then drop them).
+RECORD_STATES = ("Initialize", "Credentials", "SchemasCreated", "Collect", "Dropped", "Finish")
 
 
 def execution_arn(state_machine_arn: str, restore_id: str) -> str:
@@ -48,6 +50,7 @@ class HistoryMirror:
         self.on_event = on_event
         self.seen = 0
         self.failure_told = False
+        self.warnings_told: set[str] = set(record.warnings)
 
     def _tell(self, event: str, **fields: Any) -> None:
         self.on_event({"event": event, "restoreId": self.record.restore_id, **fields})
@@ -76,7 +79,9 @@ class HistoryMirror:
             self._tell("phase_finished", phase=phase)
         record.phase = theirs.phase if theirs.done else phase
         for warning in theirs.warnings:
-            self._tell("restore_warning", message=warning)
+            if warning not in self.warnings_told:
+                self.warnings_told.add(warning)
+                self._tell("restore_warning", message=warning)
         if record.error and not self.failure_told:
             self.failure_told = True
             self._tell("phase_failed", **{k: record.error.get(k) for k in
