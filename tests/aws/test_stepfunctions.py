@@ -51,7 +51,10 @@ def test_instance_point_in_time_restore(machine, aws_world):
     assert audit["status"] == "Succeeded" and audit["targets"] == record.targets
     assert aws_world.leftovers(run["restoreId"]) == []
     transitions = sum(1 for e in run["events"] if e["type"].endswith("StateEntered"))
-    print(f"state transitions of a happy-path instance PITR restore: {transitions}")
+    calls = sum(aws_world.sim.calls.values())
+    print(f"\nstate transitions of a happy-path instance PITR restore: {transitions}; "
+          f"AWS API calls through the hooked sessions: {calls}")
+    assert transitions < 60, "the happy path should stay cheap (Step Functions bills per transition)"
 
 
 def _assert_failed_clean(machine, world, run, before, reason: str, phase: str) -> RestoreRecord:

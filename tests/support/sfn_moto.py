@@ -2,7 +2,7 @@
 made to speak AWS's dialect and to run our Lambda and ECS tasks here.
 
 moto executes ASL for real when its config says `execute_state_machine`
-(docs/facts.md, "Step Functions on moto"), but unpatched it differs from
+(docs/facts.md, "Step Functions on moto 5.2.5"), but unpatched it differs from
 AWS where our definition depends on it:
 
 - aws-sdk tasks: moto calls botocore with the definition's parameters as

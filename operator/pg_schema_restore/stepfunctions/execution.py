@@ -60,11 +60,19 @@ class HistoryMirror:
         if record.done or phase == record.phase or \
                 PHASES.index(phase) < PHASES.index(record.phase):
             return
-        if record.error is None and record.phase not in record.completed:
-            record.completed.append(record.phase)
-            self._tell("phase_finished", phase=record.phase)
+        # Entering Cleanup may mean a failure: Collect's record says which
+        # phases completed; before that, reaching a phase completes the last.
+        if phase != "Cleanup" and record.error is None:
+            self._complete([record.phase])
         record.phase = phase
         self._tell("phase_started", phase=phase)
+
+    def _complete(self, phases: list[str]) -> None:
+        for phase in phases:
+            if phase not in self.record.completed:
+                self.record.completed.append(phase)
+                self._tell("phase_finished", phase=phase)
+        self.record.completed.sort(key=PHASES.index)
 
     def _adopt(self, saved: dict[str, Any]) -> None:
         """The execution's record: keep it, but the mirror's position in the phases."""
@@ -74,9 +82,10 @@ class HistoryMirror:
         for name in ("targets", "source", "resources", "progress", "schemas_created",
                      "error", "warnings", "result", "finished_at"):
             setattr(record, name, getattr(theirs, name))
-        record.completed = [p for p in PHASES if p in theirs.completed or p in record.completed]
-        if theirs.done and not record.error and phase in PHASES:
-            self._tell("phase_finished", phase=phase)
+        if theirs.phase in ("Cleanup", "Record") or theirs.done:
+            # Collect and Finish know exactly what completed.
+            record.completed = [p for p in record.completed if p in theirs.completed]
+        self._complete([p for p in PHASES if p in theirs.completed])
         record.phase = theirs.phase if theirs.done else phase
         for warning in theirs.warnings:
             if warning not in self.warnings_told:
