@@ -94,8 +94,9 @@ def test_data_plane_step_exits_non_zero(aws_world, monkeypatch):
     assert [r["command"][4] for r in machine.runs][-1] == "--key=drop"
 
 
-def test_step_refusal_keeps_the_steps_own_reason(machine, aws_world):
-    """A target name already taken: the step's own reason, not the ECS exit code."""
+def test_validation_refuses_before_anything_is_created(machine, aws_world):
+    """A target name already taken: Initialize's precheck refuses with the data
+    plane's own reason, and no RDS restore is ever called."""
     point, _, before = _prepare(aws_world)
     spec = aws_world.spec(restoreTime=iso(point), targetSuffix="_taken")
     with aws_world.prod.connect(aws_world.database) as conn:
