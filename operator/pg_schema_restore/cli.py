@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restore-id", help="default: random")
     p.add_argument("--state-file", help="default: ./pgsr-<restore-id>.json")
     p.add_argument("--resume", metavar="STATE_FILE", help="continue an interrupted run")
+    p.add_argument("--state-machine-arn", default="",
+                   help="the deployed state machine (stepfunctions/template.yaml) for "
+                        "--engine stepfunctions")
     p.add_argument("--json", action="store_true", help="print the final record as JSON")
 
     p = commands.add_parser("plan", help="validate against AWS; print what would be created")

@@ -23,6 +23,7 @@ from .config import OperatorConfig
 from .engine import phases, runner
 from .engine.record import RestoreRecord
 from .engine.spec import FOREIGN_KEYS, RestoreSpec
+from .stepfunctions.execution import StepFunctionsExecution
 
 
 def add_spec_args(p: argparse.ArgumentParser) -> None:
@@ -41,6 +42,9 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--secret-arn", default="", help="production credentials secret")
     p.add_argument("--region", default="")
     p.add_argument("--data-copy", choices=["copy", "dms"], default="copy")
+    p.add_argument("--engine", choices=["native", "stepfunctions"], default="native",
+                   help="who drives the phases: this process, or the deployed Step "
+                        "Functions state machine (--state-machine-arn)")
     p.add_argument("--credentials", choices=["resetMasterPassword", "historicalSecret"],
                    default="resetMasterPassword")
     p.add_argument("--suffix", help="default: _YYYYMMDDHHMMSS of the restore point")
@@ -80,7 +84,7 @@ def spec_from_args(args: argparse.Namespace) -> RestoreSpec:
         "restoreTime": args.restore_time, "snapshotId": args.snapshot_id,
         "source": {"dbIdentifier": args.source_id, "secretArn": args.secret_arn,
                    "region": args.region},
-        "dataCopy": args.data_copy, "credentials": args.credentials,
+        "dataCopy": args.data_copy, "credentials": args.credentials, "engine": args.engine,
         "targetSuffix": args.suffix,
         "temporaryDatabase": {"instanceClass": args.instance_class,
                               "subnetGroup": args.subnet_group,
@@ -146,7 +150,11 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"restore {record.restore_id}: state in {state}", file=sys.stderr)
     ctx = wiring.build_context(settings_from_args(args, spec.artifacts_location), record,
                                save=save, on_event=event_output(args.json))
-    runner.run(record, ctx)
+    if spec.engine == "stepfunctions" and not record.done:
+        StepFunctionsExecution(wiring.SESSION_FACTORY(spec.source.region or None),
+                               args.state_machine_arn or "").run(
+            record, save=save, on_event=event_output(args.json))
+    runner.run(record, ctx)     # native; or the cleanup of an execution that ended abnormally
     if args.json:
         print(record.to_json())
     else:

@@ -64,6 +64,12 @@ class OperatorConfig:
     # SchemaRestore only when allow_raw_sources is on.
     sources: dict[str, Any] = field(default_factory=dict)
     allow_raw_sources: bool = False
+    # `engine: stepfunctions`: the deployed state machine (stepfunctions/template.yaml),
+    # how often its execution's history is read, and the waits it is started with
+    # ({"seconds": poll interval, "maxPolls": bound}; {} = the state machine's defaults).
+    state_machine_arn: str = ""
+    sfn_poll_seconds: float = 5.0
+    sfn_waits: dict[str, Any] = field(default_factory=dict)
     # `local` provider (demo and tests): genuine PITR from a WAL archive
     local_base_backup: str = ""
     local_wal_archive: str = ""

@@ -50,6 +50,14 @@ def _default_session(region: str | None) -> Any:
 SESSION_FACTORY: Callable[[str | None], Any] = _default_session
 
 
+def step_executor(session: Any = None) -> Executor:
+    """A data-plane step on this machine, connections from Secrets Manager
+    (the state machine's ECS tasks: `stepfunctions/ecs_step.py`)."""
+    from .aws.secrets import AwsSecrets
+
+    return SubprocessExecutor(AwsSecrets(session or SESSION_FACTORY(None)))
+
+
 def job_executor(config: OperatorConfig, placement: JobPlacement, restore_id: str,
                  secrets: Secrets) -> JobExecutor:
     return JobExecutor(namespace=placement.namespace, owner=placement.owner,

@@ -70,7 +70,7 @@ def _step(ctx: Context, record: RestoreRecord, request: requests.StepRequest, *,
         database=spec.database, on_event=relay)
 
 
-def _add_warnings(record: RestoreRecord, ctx: Context, result: Any) -> None:
+def add_warnings(record: RestoreRecord, ctx: Context, result: Any) -> None:
     """A step's `warnings` join the record's once (a resumed step repeats them),
     each announced as a `restore_warning` event."""
     warnings = result.get("warnings") if isinstance(result, dict) else None
@@ -152,7 +152,7 @@ def schema_extraction(record: RestoreRecord, ctx: Context) -> None:
     extracted = _step(ctx, record, requests.Extract(
         spec.schemas, record.resources["suffix"], location, record.restore_id,
         mode=spec.data_copy, disposable_source=True))
-    _add_warnings(record, ctx, extracted)
+    add_warnings(record, ctx, extracted)
     # From here production may hold our schemas: failure cleanup must look.
     record.schemas_created = True
     ctx.save(record)
@@ -189,12 +189,12 @@ def post_data_request(record: RestoreRecord) -> requests.ApplyPost:
 
 def post_data(record: RestoreRecord, ctx: Context) -> None:
     applied = _step(ctx, record, post_data_request(record), source=False)
-    _add_warnings(record, ctx, applied)
+    add_warnings(record, ctx, applied)
     for name in ("notValidForeignKeys", "omittedForeignKeys"):
         if isinstance(applied, dict) and applied.get(name):
             record.result[name] = applied[name]
     record.result["verify"] = _step(ctx, record, requests.Verify(record.resources["artifacts"]))
-    _add_warnings(record, ctx, record.result["verify"])
+    add_warnings(record, ctx, record.result["verify"])
 
 
 # -- 6 -----------------------------------------------------------------------

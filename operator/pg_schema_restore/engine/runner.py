@@ -20,7 +20,7 @@ from .record import PHASES, RestoreRecord, now
 log = logging.getLogger(__name__)
 
 
-def _reason(exc: Exception) -> tuple[str, str]:
+def failure_reason(exc: Exception) -> tuple[str, str]:
     if isinstance(exc, RestoreError):
         return exc.reason, exc.message
     response = getattr(exc, "response", None)
@@ -47,7 +47,7 @@ def run_one(record: RestoreRecord, ctx: Context) -> RestoreRecord:
     try:
         PHASE_FUNCTIONS[phase](record, ctx)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a record state
-        reason, message = _reason(exc)
+        reason, message = failure_reason(exc)
         record.timings[phase] = round(record.timings.get(phase, 0)
                                       + time.monotonic() - started, 3)
         if phase in CLEANUP_PHASES:

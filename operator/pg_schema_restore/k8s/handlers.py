@@ -38,6 +38,7 @@ from ..engine import runner
 from ..engine.phases import Context
 from ..engine.record import RestoreRecord, restore_id_for
 from ..engine.spec import RestoreSpec
+from ..stepfunctions.execution import StepFunctionsExecution
 from . import metrics
 from .reporting import StatusWriter
 
@@ -166,8 +167,11 @@ def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
     try:
         with _registered(uid):
             ctx = _context(dict(body), record, writer, lambda: bool(stopped))
-            while not record.done and not stopped:
-                runner.run_one(record, ctx)
+            if record.requested.engine == "stepfunctions" and not record.done:
+                _execution().run(record, save=writer.write, on_event=writer.event,
+                                 should_stop=lambda: bool(stopped))
+            while not record.done and not stopped:   # native; or the cleanup of an
+                runner.run_one(record, ctx)           # execution that ended abnormally
             if record.done:
                 writer.finish(record)
     finally:
@@ -175,6 +179,11 @@ def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
         _slots.release()
     if runner.cleanup_pending(record):
         _retry_cleanup_until_done(body, record, stopped)
+
+
+def _execution() -> StepFunctionsExecution:
+    return StepFunctionsExecution(wiring.SESSION_FACTORY(None), CONFIG.state_machine_arn,
+                                  waits=CONFIG.sfn_waits, poll_seconds=CONFIG.sfn_poll_seconds)
 
 
 def _retry_cleanup_until_done(body: kopf.Body, record: RestoreRecord,
@@ -225,6 +234,8 @@ def delete(body: kopf.Body, **_: Any) -> None:
     # A previous cleanup left something behind: try it again now.
     runner.retry_cleanup(record, ctx)
     if not record.done:
+        if record.spec is not None and record.spec.engine == "stepfunctions":
+            _execution().stop(record, "SchemaRestore deleted")   # then the engine's cleanup
         runner.request_cleanup(record)
         runner.run(record, ctx)
     if runner.cleanup_pending(record):   # the finalizer stays until nothing is left
