@@ -10,6 +10,13 @@
   the WAL of every earlier test: 2.75 s alone, 50 s late in a run).
 - `make_pitr_copy`: a genuine point-in-time copy (base backup + WAL replay).
 
+Every cluster carries the roles RDS gives an instance (`rds_roles`): the
+data plane connects as `MASTER` (`master_dsn`), which like RDS's master user
+is no superuser, and test databases are owned by it. `APP_OWNER` and
+`APP_READER` stand for application roles; `MASTER` created them, so it may
+grant itself their membership (PostgreSQL 16+: ADMIN OPTION) but is not a
+member. The superuser is only for setting up what a test needs.
+
 Databases are created with STRATEGY FILE_COPY (`LocalCluster.create_database`):
 the default WAL_LOG strategy writes each template into the archived WAL.
 Every name is unique per xdist worker (the process id is in it) and every
@@ -36,6 +43,32 @@ from pg_schema_restore.local.cluster import LocalCluster, pitr_copy
 
 PASSWORD = "pw-" + secrets.token_hex(8)
 _counter = itertools.count()
+
+# RDS's shape: a NOLOGIN `rds_superuser` and a master user in it with
+# CREATEDB and CREATEROLE, no superuser (the same password as the cluster's).
+RDS_SUPERUSER = "rds_superuser"
+MASTER = "master"
+APP_OWNER = "app_owner"      # owns application schemas
+APP_READER = "app_reader"    # reads them through grants
+
+
+def rds_roles(cluster: LocalCluster) -> None:
+    """The RDS-shaped role set on a cluster (roles are cluster-wide; a
+    point-in-time copy of `prod` has them already). The application roles are
+    created by MASTER, as on RDS."""
+    with cluster.connect(autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(RDS_SUPERUSER)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {} IN ROLE {}")
+                     .format(sql.Identifier(MASTER), sql.Literal(cluster.password),
+                             sql.Identifier(RDS_SUPERUSER)))
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(MASTER)))
+        for role in (APP_OWNER, APP_READER):
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+
+
+def master_dsn(cluster: LocalCluster, dbname: str = "postgres") -> str:
+    """What the data plane connects with: the non-superuser master user."""
+    return cluster.dsn(dbname, user=MASTER)
 
 
 @contextmanager
@@ -86,6 +119,7 @@ def wal_archive(pg_base: Path) -> Path:
 def prod(pg_base: Path, wal_archive: Path):
     cluster = LocalCluster.create(pg_base / "prod", PASSWORD, archive_dir=wal_archive)
     cluster.start()
+    rds_roles(cluster)
     yield cluster
     cluster.destroy()
 
@@ -94,18 +128,22 @@ def prod(pg_base: Path, wal_archive: Path):
 def copyhost(pg_base: Path):
     cluster = LocalCluster.create(pg_base / "copyhost", PASSWORD)
     cluster.start()
+    rds_roles(cluster)
     yield cluster
     cluster.destroy()
 
 
 @pytest.fixture
 def new_db(request):
-    """Factory: `new_db(cluster)` -> name of a fresh database dropped after the test."""
+    """Factory: `new_db(cluster)` -> name of a fresh database, owned by MASTER
+    (as the databases an RDS master user creates), dropped after the test."""
     created: list[tuple[LocalCluster, str]] = []
 
     def make(cluster: LocalCluster, prefix: str = "db") -> str:
         name = f"{prefix}_{os.getpid()}_{next(_counter)}"
         cluster.create_database(name)
+        cluster.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+            sql.Identifier(name), sql.Identifier(MASTER)).as_string(None))
         created.append((cluster, name))
         return name
 
