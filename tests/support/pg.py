@@ -39,31 +39,20 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pg_schema_restore.local.cluster import LocalCluster, pitr_copy
+from pg_schema_restore.local.cluster import MASTER, LocalCluster, pitr_copy
+from pg_schema_restore.local.cluster import rds_roles as cluster_rds_roles
 
 PASSWORD = "pw-" + secrets.token_hex(8)
 _counter = itertools.count()
 
-# RDS's shape: a NOLOGIN `rds_superuser` and a master user in it with
-# CREATEDB and CREATEROLE, no superuser (the same password as the cluster's).
-RDS_SUPERUSER = "rds_superuser"
-MASTER = "master"
 APP_OWNER = "app_owner"      # owns application schemas
 APP_READER = "app_reader"    # reads them through grants
 
 
 def rds_roles(cluster: LocalCluster) -> None:
     """The RDS-shaped role set on a cluster (roles are cluster-wide; a
-    point-in-time copy of `prod` has them already). The application roles are
-    created by MASTER, as on RDS."""
-    with cluster.connect(autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(RDS_SUPERUSER)))
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {} IN ROLE {}")
-                     .format(sql.Identifier(MASTER), sql.Literal(cluster.password),
-                             sql.Identifier(RDS_SUPERUSER)))
-        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(MASTER)))
-        for role in (APP_OWNER, APP_READER):
-            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+    point-in-time copy of `prod` has them already)."""
+    cluster_rds_roles(cluster, cluster.password, (APP_OWNER, APP_READER))
 
 
 def master_dsn(cluster: LocalCluster, dbname: str = "postgres") -> str:

@@ -3,7 +3,9 @@
 Used by the demo, by the `local` temporary-database provider and by the
 tests: a "production" cluster with WAL archiving, a base backup, and a
 second cluster restored from that backup by replaying archived WAL up to an
-exact instant -- the same thing RDS does, on this machine.
+exact instant -- the same thing RDS does, on this machine. `rds_roles`
+gives a cluster the roles RDS gives an instance: a master user that is no
+superuser, so the data plane runs here as it will run there.
 
 PostgreSQL refuses to run as root, so when we are root every server-side
 command runs as the `postgres` system user (created by Debian's package).
@@ -22,9 +24,28 @@ from datetime import datetime
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 SUPERUSER = "postgres"
+RDS_SUPERUSER = "rds_superuser"   # RDS's NOLOGIN role of the master user
+MASTER = "master"                 # RDS's master user: CREATEDB, CREATEROLE, no superuser
+
+
+def rds_roles(cluster: "LocalCluster", password: str,
+              application_roles: tuple[str, ...] = ()) -> None:
+    """The roles RDS gives an instance: `rds_superuser` (NOLOGIN) and the
+    master user in it with CREATEDB and CREATEROLE, no superuser. The
+    application roles are created by the master user, as on RDS (on
+    PostgreSQL 16+ it then holds ADMIN OPTION on them; it is no member)."""
+    with cluster.connect(autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(RDS_SUPERUSER)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {} IN ROLE {}")
+                     .format(sql.Identifier(MASTER), sql.Literal(password),
+                             sql.Identifier(RDS_SUPERUSER)))
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(MASTER)))
+        for role in application_roles:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
 
 
 def server_bindir() -> Path:
@@ -189,7 +210,6 @@ class LocalCluster:
         into the WAL; on an archiving cluster every later point-in-time copy
         then replays it. FILE_COPY logs a few records instead.
         """
-        from psycopg import sql
         statement = sql.SQL("CREATE DATABASE {} STRATEGY FILE_COPY").format(sql.Identifier(name))
         if template is not None:
             statement = sql.SQL("{} TEMPLATE {}").format(statement, sql.Identifier(template))
