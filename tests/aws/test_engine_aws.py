@@ -559,3 +559,63 @@ def test_failed_cleanup_is_retried_and_keeps_a_succeeded_restore(aws_world):
     assert {k: after[k] for k in before} == before
     item = audit_item(record.restore_id)
     assert item["status"] == "Succeeded" and not item.get("cleanupErrors")
+
+
+# -- RDS's master user is no superuser ----------------------------------------------
+def _membership(world, grant: bool) -> None:
+    verb = "GRANT {} TO {}" if grant else "REVOKE {} FROM {}"
+    world.prod.execute(sql.SQL(verb).format(sql.Identifier(world.owner),
+                                            sql.Identifier(world.role)).as_string(None))
+
+
+def _is_member(world) -> bool:
+    with world.prod.connect() as conn:
+        return bool(conn.execute("SELECT pg_has_role(%s, %s, 'MEMBER')",
+                                 (world.role, world.owner)).fetchone()[0])
+
+
+def test_owner_role_membership_missing_refused_before_anything(aws_world):
+    """The master user is not a member of the tenants' owner: Initialize stops
+    with MissingRoleMembership and the GRANT to run; no copy was restored."""
+    _membership(aws_world, grant=False)
+    before = aws_world.fingerprint()
+    record = aws_world.run(aws_world.spec(restoreTime=iso(restore_point())))
+    assert_failed_clean(aws_world, record, before, "MissingRoleMembership", "Initialize")
+    grant = sql.SQL("GRANT {} TO {};").format(sql.Identifier(aws_world.owner),
+                                              sql.Identifier(aws_world.role)).as_string(None)
+    assert grant in record.error["message"], record.error
+    assert not any(aws_world.sim.calls[c] for c in RESTORE_CALLS)
+
+
+@pytest.mark.e2e
+def test_grant_membership_lends_and_cleanup_revokes(aws_world):
+    """grantMembership: the membership is granted for the restore (recorded in
+    the record and the audit item) and revoked by Cleanup."""
+    _membership(aws_world, grant=False)
+    point, expected, before = prepare(aws_world)
+    record = aws_world.run(aws_world.spec(restoreTime=iso(point), grantMembership=True))
+    assert_restored(aws_world, record, expected, before)
+    assert record.result["grantedMemberships"]["production"] == [aws_world.owner]
+    assert record.result["revokedMemberships"] == [aws_world.owner]
+    assert not _is_member(aws_world)
+    item = audit_item(record.restore_id)
+    assert aws_world.owner in json.dumps(item.get("grantedMemberships"))
+    assert aws_world.owner in json.dumps(item.get("revokedMemberships"))
+
+
+@pytest.mark.e2e
+def test_grant_membership_revoked_after_a_failure(aws_world):
+    """A restore that fails after the grant still has it revoked by Cleanup."""
+    _membership(aws_world, grant=False)
+    point, _, before = prepare(aws_world)
+    aws_world.sim.fail("secrets-manager.GetSecretValue", skip=1,
+                       match=lambda p: p.get("SecretId", "").startswith("pgsr-"))
+    record = aws_world.run(aws_world.spec(restoreTime=iso(point), grantMembership=True))
+    assert record.phase == "Failed", record.error
+    assert record.result["revokedMemberships"] == [aws_world.owner]
+    assert not _is_member(aws_world)
+    assert world_leftovers_ok(aws_world, record, before)
+
+
+def world_leftovers_ok(world, record, before) -> bool:
+    return world.fingerprint() == before and world.leftovers(record.restore_id) == []
