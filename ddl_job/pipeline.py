@@ -49,6 +49,7 @@ def from_copy(source: Endpoint, target: Endpoint, schemas: list[str], suffix: st
     """Run every step; raise DataPlaneError (after cleanup) on the first failure."""
     reporter = reporter or NullReporter()
     foreign_keys.validate_policy(invalid_foreign_keys)
+    extract.require_disposable(disposable_source)   # before any connection
     result = FromCopyResult(restore_id=restore_id)
     created = False
     with ExitStack() as stack:

@@ -7,8 +7,9 @@ with a raw `permission denied` after the copy was paid for, and pre-data's
 reads the owner of every object in the schemas (in the copy) and checks:
 
 - in the copy: the role has the owners' privileges (`pg_has_role … USAGE`)
-  for the schemas (extract renames them) and the routines (it rewrites their
-  text), and can read every table and sequence (membership, a grant, or
+  for the schemas (extract renames them), the routines (it rewrites their
+  text) and the tables of inheritance and partition links (it detaches
+  them), and can read every table and sequence (membership, a grant, or
   `pg_read_all_data`);
 - in production: it may make each owner an object's owner (membership; the
   SET option on PostgreSQL 16+), it may create schemas in the database, and
@@ -35,6 +36,28 @@ from .names import shown
 COPY = "copy"
 PRODUCTION = "production"
 _EXAMPLES = 3   # objects named per role in a message
+
+# Routines PostgreSQL makes for another object (a range type's constructors,
+# owned by the bootstrap superuser whoever creates the range): CREATE TYPE
+# makes them again, nobody restores or owns them.
+_MADE_BY_POSTGRESQL_SQL = """
+SELECT p.oid::regprocedure::text FROM pg_proc p
+JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'i'
+WHERE p.pronamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY(%(schemas)s))
+"""
+
+# Both tables of an inheritance or partition link with one end in the schemas:
+# extract detaches such links in the copy (links.py, inheritance.py), which
+# needs their owners' privileges, also for a table outside the schemas.
+_LINKED_SQL = """
+SELECT DISTINCT t.oid::regclass::text, r.rolname
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+JOIN pg_namespace cn ON cn.oid = c.relnamespace JOIN pg_namespace pn ON pn.oid = p.relnamespace
+CROSS JOIN LATERAL (VALUES (c.oid, c.relowner), (p.oid, p.relowner)) AS t(oid, owner)
+JOIN pg_roles r ON r.oid = t.owner
+WHERE (cn.nspname = ANY(%(schemas)s) OR pn.nspname = ANY(%(schemas)s))
+  AND c.relkind IN ('r', 'p') AND NOT pg_has_role(current_user, t.owner, 'USAGE')
+"""
 
 # Tables and sequences the role cannot read (pg_dump and COPY read them).
 _UNREADABLE_SQL = """
@@ -100,8 +123,12 @@ def owners(conn: psycopg.Connection, schemas: list[str]) -> dict[str, list[str]]
     """Role -> the objects of `schemas` it owns (default privileges: the role
     they are for, as `ALTER DEFAULT PRIVILEGES FOR ROLE` needs membership)."""
     found: dict[str, list[str]] = defaultdict(list)
-    for item in privileges.collect(conn, schemas).values():
-        if item.owner and item.kind != "column":
+    items = privileges.collect(conn, schemas)
+    # (same transaction: collect's search_path qualifies signatures alike)
+    made = {r[0] for r in conn.execute(_MADE_BY_POSTGRESQL_SQL, {"schemas": schemas})}
+    for item in items.values():
+        if item.owner and item.kind != "column" and not (
+                item.kind == "routine" and item.signature in made):
             found[item.owner].append(item.label)
     conn.rollback()
     return dict(found)
@@ -125,6 +152,8 @@ def check_copy(conn: psycopg.Connection, schemas: list[str],
         needs[role] += altered[role]
     for label, owner in conn.execute(_UNREADABLE_SQL, {"schemas": schemas}).fetchall():
         needs[owner].append(f"read {label}")
+    for label, owner in conn.execute(_LINKED_SQL, {"schemas": schemas}).fetchall():
+        needs[owner].append(f"detach {label}")
     conn.rollback()
     return [Shortfall(COPY, role, member, tuple(objs)) for role, objs in sorted(needs.items())]
 

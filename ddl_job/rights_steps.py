@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import rights
+from . import rights, superuser_only
 from .conn import Endpoint, same_database
 from .errors import DataPlaneError
 from .names import target_names
@@ -31,7 +31,9 @@ def check(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str, *
                 f"source {source.describe()} and target {target.describe()} are the same "
                 "database; a restore only reads a disposable copy")
         # old and new names: a resumed run finds some schemas already renamed
-        found = rights.check(src, tgt, list(mapping) + list(mapping.values()))
+        names = list(mapping) + list(mapping.values())
+        superuser_only.refuse(src, tgt, names, target.describe())
+        found = rights.check(src, tgt, names)
         error = rights.refusal(found.all(), {rights.COPY: src, rights.PRODUCTION: tgt},
                                grant_membership)
         members = {rights.COPY: src.info.user, rights.PRODUCTION: tgt.info.user}

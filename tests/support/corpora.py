@@ -182,8 +182,11 @@ def load_pagila(cluster: LocalCluster, db: str, *, schema: str = "public",
     """pagila as shipped (in `public`); with another `schema`, public is then
     renamed to it and a fresh `public` made (pagila's README). With `owner`,
     its objects belong to that role instead of the superuser (an application
-    role, as on RDS): the script's own `OWNER TO postgres` lines name it."""
+    role, as on RDS): the script's own `OWNER TO postgres` lines name it. By
+    default they belong to the role the cluster's connections log in as (the
+    master user of `support.pg.rds_roles`), so that it can restore them."""
     folder = require_pagila()
+    owner = owner or (cluster.user if cluster.user != SUPERUSER else None)
     files = [folder / "pagila-schema.sql", folder / "pagila-data.sql"]
     with tempfile.TemporaryDirectory(prefix="pgsr-pagila-") as tmp:
         if owner is not None:

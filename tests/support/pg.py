@@ -39,7 +39,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pg_schema_restore.local.cluster import MASTER, LocalCluster, pitr_copy
+from pg_schema_restore.local.cluster import MASTER, SUPERUSER, LocalCluster, pitr_copy
 from pg_schema_restore.local.cluster import rds_roles as cluster_rds_roles
 
 PASSWORD = "pw-" + secrets.token_hex(8)
@@ -51,8 +51,24 @@ APP_READER = "app_reader"    # reads them through grants
 
 def rds_roles(cluster: LocalCluster) -> None:
     """The RDS-shaped role set on a cluster (roles are cluster-wide; a
-    point-in-time copy of `prod` has them already)."""
+    point-in-time copy of `prod` has them already); from then on the
+    cluster's connections log in as MASTER unless told otherwise."""
     cluster_rds_roles(cluster, cluster.password, (APP_OWNER, APP_READER))
+    cluster.user = MASTER
+
+
+@contextmanager
+def as_superuser(*clusters: LocalCluster) -> Iterator[None]:
+    """The clusters' connections (setup and data plane) log in as the
+    superuser for a while: for what only a superuser may create and restore."""
+    users = [cluster.user for cluster in clusters]
+    for cluster in clusters:
+        cluster.user = SUPERUSER
+    try:
+        yield
+    finally:
+        for cluster, user in zip(clusters, users):
+            cluster.user = user
 
 
 def master_dsn(cluster: LocalCluster, dbname: str = "postgres") -> str:
@@ -62,10 +78,13 @@ def master_dsn(cluster: LocalCluster, dbname: str = "postgres") -> str:
 
 @contextmanager
 def cluster_roles(clusters: Iterable[LocalCluster], roles: dict[str, str | None],
-                  also_drop: tuple[str, ...] = ()) -> Iterator[None]:
+                  also_drop: tuple[str, ...] = (), *, member: bool = True) -> Iterator[None]:
     """Roles on each cluster (roles are cluster-wide, as on RDS): name ->
-    password (LOGIN) or None (NOLOGIN). Afterwards they are dropped, with
-    `also_drop` (roles a test made itself), where nothing still needs them."""
+    password (LOGIN) or None (NOLOGIN), created by the cluster's login role
+    (MASTER, as on RDS), which is made a member of each (`member`) so that it
+    may give them objects and restore what they own. Afterwards they are
+    dropped, with `also_drop` (roles a test made itself), where nothing still
+    needs them."""
     clusters = list(clusters)
     for cluster in clusters:
         for role, password in roles.items():
@@ -73,6 +92,9 @@ def cluster_roles(clusters: Iterable[LocalCluster], roles: dict[str, str | None]
                 sql.Identifier(role), sql.Literal(password)) if password is not None
                 else sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
             cluster.execute(statement.as_string(None))
+            if member and cluster.user != SUPERUSER:
+                cluster.execute(sql.SQL("GRANT {} TO {}").format(
+                    sql.Identifier(role), sql.Identifier(cluster.user)).as_string(None))
     try:
         yield
     finally:
@@ -130,9 +152,7 @@ def new_db(request):
 
     def make(cluster: LocalCluster, prefix: str = "db") -> str:
         name = f"{prefix}_{os.getpid()}_{next(_counter)}"
-        cluster.create_database(name)
-        cluster.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
-            sql.Identifier(name), sql.Identifier(MASTER)).as_string(None))
+        cluster.create_database(name)   # by MASTER (CREATEDB): its owner
         created.append((cluster, name))
         return name
 
@@ -168,6 +188,7 @@ def make_pitr_copy(prod: LocalCluster, prod_base_backup: Path, wal_archive: Path
         prod.archive_current_wal(wal_archive)
         copy = pitr_copy(prod_base_backup, wal_archive,
                          pg_base / f"pitr_{os.getpid()}_{next(_counter)}", target_time, PASSWORD)
+        copy.user = MASTER   # prod's roles came with the copy
         copies.append(copy)
         return copy
 

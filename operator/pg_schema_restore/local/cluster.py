@@ -38,7 +38,7 @@ def rds_roles(cluster: "LocalCluster", password: str,
     master user in it with CREATEDB and CREATEROLE, no superuser. The
     application roles are created by the master user, as on RDS (on
     PostgreSQL 16+ it then holds ADMIN OPTION on them; it is no member)."""
-    with cluster.connect(autocommit=True) as conn:
+    with cluster.connect(user=SUPERUSER, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(RDS_SUPERUSER)))
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {} IN ROLE {}")
                      .format(sql.Identifier(MASTER), sql.Literal(password),
@@ -116,6 +116,7 @@ class LocalCluster:
     datadir: Path
     port: int
     password: str
+    user: str = SUPERUSER   # whom connections log in as by default (`rds_roles`: MASTER)
     logfile: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -190,17 +191,19 @@ class LocalCluster:
                 self.logfile.unlink()
 
     # -- connections -----------------------------------------------------
-    def dsn(self, dbname: str = "postgres", user: str = SUPERUSER,
+    def dsn(self, dbname: str = "postgres", user: str | None = None,
             password: str | None = None) -> str:
-        return make_conninfo(host="127.0.0.1", port=self.port, dbname=dbname, user=user,
+        return make_conninfo(host="127.0.0.1", port=self.port, dbname=dbname,
+                             user=self.user if user is None else user,
                              password=self.password if password is None else password)
 
-    def connect(self, dbname: str = "postgres", **kwargs) -> psycopg.Connection:
-        return psycopg.connect(self.dsn(dbname), **kwargs)
+    def connect(self, dbname: str = "postgres", *, user: str | None = None,
+                **kwargs) -> psycopg.Connection:
+        return psycopg.connect(self.dsn(dbname, user=user), **kwargs)
 
-    def execute(self, sql: str, dbname: str = "postgres") -> None:
+    def execute(self, sql: str, dbname: str = "postgres", *, user: str | None = None) -> None:
         """Run a script with autocommit (CREATE DATABASE and friends)."""
-        with self.connect(dbname, autocommit=True) as conn:
+        with self.connect(dbname, user=user, autocommit=True) as conn:
             conn.execute(sql)
 
     def create_database(self, name: str, template: str | None = None) -> None:
@@ -242,7 +245,7 @@ class LocalCluster:
 
         Recovery to a time needs WAL *after* the target to know it is reached.
         """
-        with self.connect(autocommit=True) as conn:
+        with self.connect(user=SUPERUSER, autocommit=True) as conn:   # pg_switch_wal
             # Make sure the segment we switch away from holds a commit record.
             conn.execute("SELECT txid_current()")
             lsn_row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
