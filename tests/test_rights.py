@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 from psycopg import sql
 
-from pg_schema_restore.local.cluster import LocalCluster
+from pg_schema_restore.local.cluster import SUPERUSER, LocalCluster
 from support import corpora
 from support.ddl_job_cli import Run, run_ddl_job
 from support.pg import APP_OWNER, MASTER, master_dsn
@@ -41,8 +41,10 @@ class World:
 
 
 def _member(cluster: LocalCluster, role: str) -> bool:
+    """Has the role's privileges (16+: MASTER, having created it, holds an
+    ADMIN-only membership, which gives none)."""
     with cluster.connect() as conn:
-        row = conn.execute("SELECT pg_has_role(%s, %s, 'MEMBER')", (MASTER, role)).fetchone()
+        row = conn.execute("SELECT pg_has_role(%s, %s, 'USAGE')", (MASTER, role)).fetchone()
     return bool(row and row[0])
 
 
@@ -128,3 +130,22 @@ def test_with_membership_restored(world: World):
     assert run.returncode == 0, str(run)
     assert run.last["result"]["granted_memberships"] == {}
     assert _owners(world.prod, world.prod_db, TARGET) == {APP_OWNER}
+
+
+def test_what_only_a_superuser_creates_is_refused_up_front(prod, copyhost, new_db):
+    """A routine in an untrusted language (here `internal`) cannot be created by
+    the master user in production: refused before extraction, named."""
+    copy_db, prod_db = new_db(copyhost, "suonly"), new_db(prod, "suonly")
+    copyhost.execute("CREATE SCHEMA s; CREATE TABLE s.t (id int)", copy_db)
+    copyhost.execute(sql.SQL(
+        "CREATE FUNCTION s.absolute(integer) RETURNS integer LANGUAGE internal "
+        "IMMUTABLE STRICT AS 'int4abs'; ALTER FUNCTION s.absolute(integer) OWNER TO {}"
+    ).format(sql.Identifier(MASTER)).as_string(None), copy_db, user=SUPERUSER)
+    run = run_ddl_job(["from-copy", "--schema", "s", "--suffix", "_r1",
+                       "--disposable-source", "--restore-id", "suonly"],
+                      source=master_dsn(copyhost, copy_db), target=master_dsn(prod, prod_db))
+    assert run.returncode == 1, str(run)
+    assert run.last["reason"] == "SuperuserRequired", str(run)
+    assert "function s.absolute(integer): its language internal is untrusted" in \
+        run.last["message"], run.last["message"]
+    assert "s" in _schemas(copyhost, copy_db) and "s_r1" not in _schemas(prod, prod_db)

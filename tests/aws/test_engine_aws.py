@@ -563,14 +563,18 @@ def test_failed_cleanup_is_retried_and_keeps_a_succeeded_restore(aws_world):
 
 # -- RDS's master user is no superuser ----------------------------------------------
 def _membership(world, grant: bool) -> None:
+    """As the master user itself, who made the grant (16+ revokes by grantor)."""
     verb = "GRANT {} TO {}" if grant else "REVOKE {} FROM {}"
     world.prod.execute(sql.SQL(verb).format(sql.Identifier(world.owner),
-                                            sql.Identifier(world.role)).as_string(None))
+                                            sql.Identifier(world.role)).as_string(None),
+                       world.database, user=world.role, password=world.role_password)
 
 
 def _is_member(world) -> bool:
+    """Has the owner's privileges (16+: an ADMIN-only grant from CREATE ROLE is
+    a membership without them)."""
     with world.prod.connect() as conn:
-        return bool(conn.execute("SELECT pg_has_role(%s, %s, 'MEMBER')",
+        return bool(conn.execute("SELECT pg_has_role(%s, %s, 'USAGE')",
                                  (world.role, world.owner)).fetchone()[0])
 
 

@@ -201,9 +201,11 @@ class LocalCluster:
                 **kwargs) -> psycopg.Connection:
         return psycopg.connect(self.dsn(dbname, user=user), **kwargs)
 
-    def execute(self, sql: str, dbname: str = "postgres", *, user: str | None = None) -> None:
+    def execute(self, sql: str, dbname: str = "postgres", *, user: str | None = None,
+                password: str | None = None) -> None:
         """Run a script with autocommit (CREATE DATABASE and friends)."""
-        with self.connect(dbname, user=user, autocommit=True) as conn:
+        with psycopg.connect(self.dsn(dbname, user=user, password=password),
+                             autocommit=True) as conn:
             conn.execute(sql)
 
     def create_database(self, name: str, template: str | None = None) -> None:
