@@ -57,20 +57,15 @@ def _membership(clusters: list[LocalCluster], grant: bool) -> None:
 
 @pytest.fixture
 def world(prod, copyhost, new_db) -> Iterator[World]:
-    """pagila owned by APP_OWNER in the copy; production's database lets
-    APP_OWNER own a schema (CREATE on it), as an application's database does."""
+    """pagila owned by APP_OWNER in the copy; production's database is MASTER's."""
     corpora.require_pagila()
     w = World(prod, copyhost, new_db(prod, "rights"), new_db(copyhost, "rights"))
     corpora.load_pagila(copyhost, w.copy_db, schema=SCHEMA, owner=APP_OWNER)
-    prod.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
-        sql.Identifier(w.prod_db), sql.Identifier(APP_OWNER)).as_string(None))
     assert not _member(prod, APP_OWNER) and not _member(copyhost, APP_OWNER)
     yield w
-    with prod.connect(w.prod_db, autocommit=True) as conn:   # before the role is reused
+    with prod.connect(w.prod_db, user=SUPERUSER, autocommit=True) as conn:   # APP_OWNER's
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
             sql.Identifier(TARGET)))
-    prod.execute(sql.SQL("REVOKE CREATE ON DATABASE {} FROM {}").format(
-        sql.Identifier(w.prod_db), sql.Identifier(APP_OWNER)).as_string(None))
 
 
 def _owners(cluster: LocalCluster, db: str, schema: str) -> set[str]:

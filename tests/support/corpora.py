@@ -196,7 +196,7 @@ def load_pagila(cluster: LocalCluster, db: str, *, schema: str = "public",
                     sql.Identifier(owner)).as_string(None)))
             files[0] = owned
         load = run_psql_files(cluster, db, files)
-    with cluster.connect(db, autocommit=True) as conn:
+    with cluster.connect(db, user=SUPERUSER, autocommit=True) as conn:   # as it was loaded
         if schema != "public":
             conn.execute(sql.SQL("ALTER SCHEMA public RENAME TO {}").format(sql.Identifier(schema)))
             conn.execute("CREATE SCHEMA public AUTHORIZATION pg_database_owner")

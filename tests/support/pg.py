@@ -148,18 +148,18 @@ def copyhost(pg_base: Path):
 def new_db(request):
     """Factory: `new_db(cluster)` -> name of a fresh database, owned by MASTER
     (as the databases an RDS master user creates), dropped after the test."""
-    created: list[tuple[LocalCluster, str]] = []
+    created: list[tuple[LocalCluster, str, str]] = []
 
     def make(cluster: LocalCluster, prefix: str = "db") -> str:
         name = f"{prefix}_{os.getpid()}_{next(_counter)}"
         cluster.create_database(name)   # by MASTER (CREATEDB): its owner
-        created.append((cluster, name))
+        created.append((cluster, name, cluster.user))
         return name
 
     yield make
-    for cluster, name in created:
+    for cluster, name, owner in created:
         try:
-            with cluster.connect(autocommit=True) as conn:
+            with cluster.connect(user=owner, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                     sql.Identifier(name)))
         except psycopg.OperationalError:
