@@ -29,6 +29,7 @@ from pg_schema_restore.aws.session import Clients, Poller, retry_config
 from pg_schema_restore.engine import runner
 from pg_schema_restore.engine.record import PHASES, RestoreRecord, restore_id_for
 from pg_schema_restore.engine.spec import RestoreSpec
+from pg_schema_restore.local.cluster import SUPERUSER
 from support.aws import (
     AUDIT_TABLE,
     BUCKET,
@@ -623,3 +624,23 @@ def test_grant_membership_revoked_after_a_failure(aws_world):
 
 def world_leftovers_ok(world, record, before) -> bool:
     return world.fingerprint() == before and world.leftovers(record.restore_id) == []
+
+
+@pytest.mark.e2e
+def test_copy_owners_checked_before_extraction_and_the_copy_deleted(aws_world):
+    """Production's tenants changed hands after the restore point, so Initialize
+    finds nothing to refuse; the copy's owners are checked first thing on the
+    copy (step `rights`): refused before extraction, the copy deleted,
+    production unchanged."""
+    _membership(aws_world, grant=False)
+    point = restore_point()          # the copy: tenants owned by the application role
+    aws_world.prod.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(
+        sql.Identifier(aws_world.owner), sql.Identifier(aws_world.role)).as_string(None),
+        aws_world.database, user=SUPERUSER)
+    before = aws_world.fingerprint()
+    record = aws_world.run(aws_world.spec(restoreTime=iso(point)))
+    assert_failed_clean(aws_world, record, before, "MissingRoleMembership", "SchemaExtraction")
+    assert "copy: membership in " + aws_world.owner in record.error["message"], record.error
+    assert any(aws_world.sim.succeeded[c] for c in RESTORE_CALLS)   # a copy was made
+    steps = aws_world.contexts[-1].steps_run
+    assert "rights" in steps and "extract" not in steps, steps
