@@ -82,8 +82,8 @@ from psycopg import sql
 from pg_schema_restore.engine import runner
 from pg_schema_restore.engine.record import RestoreRecord, restore_id_for
 from pg_schema_restore.engine.spec import RestoreSpec
-from pg_schema_restore.local.cluster import RDS_SUPERUSER, LocalCluster, pitr_copy
-from support.pg import restore_point
+from pg_schema_restore.local.cluster import RDS_SUPERUSER, SUPERUSER, LocalCluster, pitr_copy
+from support.pg import as_superuser, restore_point
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"          # moto's default account
@@ -764,7 +764,7 @@ class AwsWorld:
         """Rotate the production role's password, in PostgreSQL and in the secret."""
         new = "pw-" + secrets.token_hex(12)
         self.prod.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-            sql.Identifier(self.role), sql.Literal(new)).as_string(None))
+            sql.Identifier(self.role), sql.Literal(new)).as_string(None), user=SUPERUSER)
         sm = boto3.client("secretsmanager", region_name=REGION)
         value = json.loads(sm.get_secret_value(SecretId=self.secret_arn)["SecretString"])
         value["password"] = new
@@ -823,7 +823,7 @@ class AwsWorld:
         return found
 
 
-def _moto_world(sim: AwsSimulator, earliest: datetime) -> dict[str, str]:
+def _moto_world(sim: AwsSimulator, earliest: datetime, master: str) -> dict[str, str]:
     ec2 = boto3.client("ec2", region_name=REGION)
     rds = boto3.client("rds", region_name=REGION)
     vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
@@ -837,14 +837,14 @@ def _moto_world(sim: AwsSimulator, earliest: datetime) -> dict[str, str]:
                                DBSubnetGroupDescription="isolated subnets, no route out",
                                SubnetIds=subnets)
     common = {"Engine": "postgres", "EngineVersion": ENGINE_VERSION,
-              "DBInstanceClass": "db.r6g.large", "MasterUsername": "postgres",
+              "DBInstanceClass": "db.r6g.large", "MasterUsername": master,
               "MasterUserPassword": "unused-by-tests", "AllocatedStorage": 100,
               "BackupRetentionPeriod": 7, "DBSubnetGroupName": "pgsr-isolated",
               "Tags": [{"Key": "env", "Value": "production"}]}
     rds.create_db_instance(DBInstanceIdentifier="prod-db", **common)
     rds.create_db_instance(DBInstanceIdentifier="other-db", **common)
     rds.create_db_cluster(DBClusterIdentifier="prod-aurora", Engine="aurora-postgresql",
-                          EngineVersion=ENGINE_VERSION, MasterUsername="postgres",
+                          EngineVersion=ENGINE_VERSION, MasterUsername=master,
                           MasterUserPassword="unused-by-tests", BackupRetentionPeriod=7,
                           DBSubnetGroupName="pgsr-isolated")
     rds.create_db_instance(DBInstanceIdentifier="prod-aurora-1",
@@ -867,46 +867,49 @@ def aws_world(aws_sim, prod, prod_base_backup, new_db):
     """Production in moto + PostgreSQL (see the module docstring)."""
     # The base backup taken for this test is complete now: any later instant
     # is a consistent point-in-time target, as RDS's restore window promises.
-    earliest = datetime.now(timezone.utc)
-    database = new_db(prod, "appdb")
-    role, owner = f"master_{database}", f"app_{database}"
-    password = "pw-" + secrets.token_hex(12)
-    prod.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {} IN ROLE {}").format(
-        sql.Identifier(role), sql.Literal(password), sql.Identifier(RDS_SUPERUSER)
-    ).as_string(None))
-    prod.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
-        sql.Identifier(database), sql.Identifier(role)).as_string(None))
-    with psycopg.connect(prod.dsn(database, user=role, password=password),
-                         autocommit=True) as conn:
-        # the master user makes the application role, which owns the tenants
-        conn.execute(sql.SQL("CREATE ROLE {owner} NOLOGIN; GRANT {owner} TO {role}; "
-                             "GRANT CREATE ON DATABASE {db} TO {owner}").format(
-            owner=sql.Identifier(owner), role=sql.Identifier(role),
-            db=sql.Identifier(database)))
-        conn.execute("CREATE SCHEMA shared; CREATE TABLE shared.countries(code text PRIMARY "
-                     "KEY); INSERT INTO shared.countries VALUES ('FR'), ('DE'), ('ES');")
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA shared TO {owner}; "
-                             "GRANT SELECT, REFERENCES ON shared.countries TO {owner}; "
-                             "SET ROLE {owner}").format(owner=sql.Identifier(owner)))
-        for i, tenant in enumerate(TENANTS):
-            _fill_tenant(conn, tenant, customers=50 + 10 * i, orders=2000 + 500 * i)
-    names = _moto_world(aws_sim, earliest)
-    sm = boto3.client("secretsmanager", region_name=REGION)
-    secret_arn = sm.create_secret(
-        Name=f"prod/{database}",
-        SecretString=json.dumps({"engine": "postgres", "host": "127.0.0.1", "port": prod.port,
-                                 "username": role, "password": password,
-                                 "dbname": database}))["ARN"]
-    world = AwsWorld(sim=aws_sim, prod=prod, database=database, role=role, owner=owner,
-                     role_password=password, secret_arn=secret_arn,
-                     subnet_group=names["subnet_group"],
-                     security_group=names["security_group"], earliest=earliest)
-    yield world
-    try:
-        prod.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(database)).as_string(None))
-        for name in (owner, role):
-            prod.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(
-                sql.Identifier(name)).as_string(None))
-    except psycopg.Error:
-        pass
+    # The test's own setup and observations log in as the superuser; the
+    # restore connects with the production secret: the per-test master user.
+    with as_superuser(prod):
+        earliest = datetime.now(timezone.utc)
+        database = new_db(prod, "appdb")
+        role, owner = f"master_{database}", f"app_{database}"
+        password = "pw-" + secrets.token_hex(12)
+        prod.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {} IN ROLE {}").format(
+            sql.Identifier(role), sql.Literal(password), sql.Identifier(RDS_SUPERUSER)
+        ).as_string(None), user=SUPERUSER)
+        prod.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+            sql.Identifier(database), sql.Identifier(role)).as_string(None), user=SUPERUSER)
+        with psycopg.connect(prod.dsn(database, user=role, password=password),
+                             autocommit=True) as conn:
+            # the master user makes the application role, which owns the tenants
+            conn.execute(sql.SQL("CREATE ROLE {owner} NOLOGIN; GRANT {owner} TO {role}; "
+                                 "GRANT CREATE ON DATABASE {db} TO {owner}").format(
+                owner=sql.Identifier(owner), role=sql.Identifier(role),
+                db=sql.Identifier(database)))
+            conn.execute("CREATE SCHEMA shared; CREATE TABLE shared.countries(code text PRIMARY "
+                         "KEY); INSERT INTO shared.countries VALUES ('FR'), ('DE'), ('ES');")
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA shared TO {owner}; "
+                                 "GRANT SELECT, REFERENCES ON shared.countries TO {owner}; "
+                                 "SET ROLE {owner}").format(owner=sql.Identifier(owner)))
+            for i, tenant in enumerate(TENANTS):
+                _fill_tenant(conn, tenant, customers=50 + 10 * i, orders=2000 + 500 * i)
+        names = _moto_world(aws_sim, earliest, role)   # RDS's master user: ours
+        sm = boto3.client("secretsmanager", region_name=REGION)
+        secret_arn = sm.create_secret(
+            Name=f"prod/{database}",
+            SecretString=json.dumps({"engine": "postgres", "host": "127.0.0.1", "port": prod.port,
+                                     "username": role, "password": password,
+                                     "dbname": database}))["ARN"]
+        world = AwsWorld(sim=aws_sim, prod=prod, database=database, role=role, owner=owner,
+                         role_password=password, secret_arn=secret_arn,
+                         subnet_group=names["subnet_group"],
+                         security_group=names["security_group"], earliest=earliest)
+        yield world
+        try:
+            prod.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(database)).as_string(None), user=SUPERUSER)
+            for name in (owner, role):
+                prod.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(
+                    sql.Identifier(name)).as_string(None), user=SUPERUSER)
+        except psycopg.Error:
+            pass
