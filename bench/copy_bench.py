@@ -12,6 +12,11 @@ indexes + FKs), and prints one table. Clusters live in bench/.work/
     .venv/bin/python bench/copy_bench.py                  # full size
 
 Numbers from one noisy machine: only ratios within one run mean anything.
+
+Both clusters carry RDS's roles (`rds_roles`) and everything of ours runs as
+the master user, no superuser; the schema belongs to it. Only what needs a
+superuser by nature does not: CHECKPOINT between methods, and the server-side
+COPY of the write-bound baseline.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from ddl_job.artifacts import open_store
 from ddl_job.conn import Endpoint
 from ddl_job.copy import copy_data
 from ddl_job.progress import NullReporter
-from pg_schema_restore.local.cluster import LocalCluster
+from pg_schema_restore.local.cluster import MASTER, SUPERUSER, LocalCluster, rds_roles
 
 HERE = Path(__file__).resolve().parent
 SCHEMA = "bench"
@@ -114,8 +119,9 @@ def open_source(work: Path, scale: float, jobs: int) -> tuple[LocalCluster, dict
     state_file = work / f"{datadir.name}.json"
     if state_file.exists() and datadir.exists():
         state = json.loads(state_file.read_text())
-        if state.get("scale") == scale and state.get("complete"):
-            cluster = LocalCluster(datadir, state["port"], state["password"])
+        if state.get("scale") == scale and state.get("complete") \
+                and state.get("owner") == MASTER:
+            cluster = LocalCluster(datadir, state["port"], state["password"], MASTER)
             if not (datadir / "postmaster.pid").exists():
                 cluster.start()
             print(f"reusing the source generated at scale {scale} ({datadir})", flush=True)
@@ -125,9 +131,12 @@ def open_source(work: Path, scale: float, jobs: int) -> tuple[LocalCluster, dict
     password = secrets.token_hex(12)
     cluster = LocalCluster.create(datadir, password, settings={"max_wal_size": "'8GB'"})
     cluster.start()
+    rds_roles(cluster, password)
+    cluster.user = MASTER   # the schema is the master user's, as on RDS
     rows = {t: max(1000, int(n * scale)) for t, n in FULL_ROWS.items()}
     state_file.write_text(json.dumps({"scale": scale, "port": cluster.port,
-                                      "password": password, "rows": rows, "complete": False}))
+                                      "password": password, "rows": rows, "complete": False,
+                                      "owner": MASTER}))
     print(f"generating the source schema at scale {scale}: {rows}", flush=True)
     started = time.monotonic()
     cluster.create_database(SOURCE_DB)
@@ -154,7 +163,7 @@ def open_source(work: Path, scale: float, jobs: int) -> tuple[LocalCluster, dict
                      (rows["items"],))
         # Set hint bits and freeze now, so no method pays for it while reading.
         conn.execute("VACUUM (FREEZE, ANALYZE)")
-        conn.execute("CHECKPOINT")
+    cluster.execute("CHECKPOINT", user=SUPERUSER)
     state = json.loads(state_file.read_text())
     state["complete"] = True
     state_file.write_text(json.dumps(state))
@@ -174,14 +183,13 @@ def drop_db(cluster: LocalCluster, name: str) -> None:
     with cluster.connect(autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(name)))
-        conn.execute("CHECKPOINT")
+    cluster.execute("CHECKPOINT", user=SUPERUSER)
 
 
 def quiesce(*clusters: LocalCluster) -> None:
     """Flush dirty buffers so one method does not pay for the previous one."""
     for cluster in clusters:
-        with cluster.connect(autocommit=True) as conn:
-            conn.execute("CHECKPOINT")
+        cluster.execute("CHECKPOINT", user=SUPERUSER)
     os.sync()
 
 
@@ -340,7 +348,8 @@ class Bench:
         raw_dir = self.work / "raw"
         _chown_for_server(raw_dir)
         files = {t: raw_dir / f"{t}.bin" for t in TABLES}
-        with self.source.connect(SOURCE_DB, autocommit=True) as conn:
+        # server-side files: a superuser's (pg_write_server_files), not ours to need
+        with self.source.connect(SOURCE_DB, user=SUPERUSER, autocommit=True) as conn:
             for table, path in files.items():
                 conn.execute(sql.SQL("COPY {} TO {} (FORMAT binary)").format(
                     sql.Identifier(SCHEMA, table), sql.Literal(str(path))))
@@ -349,7 +358,7 @@ class Bench:
         order = sorted(TABLES, key=lambda t: files[t].stat().st_size, reverse=True)
 
         def load(table: str) -> None:
-            with self.target.connect(db, autocommit=True) as conn:
+            with self.target.connect(db, user=SUPERUSER, autocommit=True) as conn:
                 conn.execute("SET synchronous_commit = off")
                 conn.execute(sql.SQL("COPY {} FROM {} (FORMAT binary)").format(
                     sql.Identifier(SCHEMA, table), sql.Literal(str(files[table]))))
@@ -428,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     target = LocalCluster.create(target_dir, secrets.token_hex(12),
                                  settings={"max_wal_size": "'8GB'"})
     target.start()
+    rds_roles(target, target.password)
+    target.user = MASTER
     bench = Bench(source, target, rows, args.jobs, work)
     runners = {"ours": bench.ours, "dump": lambda: bench.pg_dump(True),
                "dump0": lambda: bench.pg_dump(False), "pgcopydb": bench.pgcopydb,

@@ -15,7 +15,18 @@ import traceback
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from . import apply, copy, drop, extract, foreign_keys, pipeline, precheck, requests, verify
+from . import (
+    apply,
+    copy,
+    drop,
+    extract,
+    foreign_keys,
+    pipeline,
+    precheck,
+    requests,
+    rights_steps,
+    verify,
+)
 from .artifacts import open_store
 from .conn import SOURCE_ENV, TARGET_ENV, Endpoint
 from .errors import RestoreError
@@ -50,6 +61,9 @@ def add_from_copy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restore-id", help="default: random")
     p.add_argument("--jobs", type=int, default=2, help="parallel connections (default 2)")
     p.add_argument("--artifacts", help="keep DDL artifacts here (directory or s3://)")
+    p.add_argument("--grant-membership", action="store_true",
+                   help="grant the connecting role the owners' roles it lacks (copy and "
+                        "production) for the restore's duration, revoked afterwards")
     p.add_argument("--keep-on-failure", action="store_true",
                    help="do not drop the created schemas if a later step fails")
     p.add_argument("--invalid-foreign-keys", choices=foreign_keys.POLICIES,
@@ -71,7 +85,7 @@ def run_from_copy(args: argparse.Namespace, reporter: Reporter) -> pipeline.From
         if args.suffix is None else args.suffix, restore_id=restore_id,
         disposable_source=args.disposable_source, jobs=max(1, args.jobs),
         artifacts=args.artifacts, keep_on_failure=args.keep_on_failure,
-        invalid_foreign_keys=args.invalid_foreign_keys, reporter=reporter)
+        grant_membership=args.grant_membership, invalid_foreign_keys=args.invalid_foreign_keys, reporter=reporter)
 
 
 def run(request: requests.StepRequest, reporter: Reporter) -> Any:
@@ -79,7 +93,17 @@ def run(request: requests.StepRequest, reporter: Reporter) -> Any:
     match request:
         case requests.Precheck():
             return precheck.precheck(target(), list(request.schemas), request.suffix,
+                                     grant_membership=request.grant_membership,
                                      reporter=reporter)
+        case requests.Rights():
+            return rights_steps.check(source(), target(), list(request.schemas),
+                                      request.suffix,
+                                      grant_membership=request.grant_membership,
+                                      reporter=reporter)
+        case requests.Membership():
+            endpoint = source() if request.side == "copy" else target()
+            return rights_steps.change(endpoint, list(request.roles), revoke=request.revoke,
+                                       where=request.side, reporter=reporter)
         case requests.Extract():
             return extract.extract(
                 source(), target(), list(request.schemas), request.suffix,

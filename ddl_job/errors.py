@@ -13,6 +13,9 @@ exit messages, and a `message` for humans that never holds a credential.
   refuses a source the SchemaRestore's namespace may not restore.
 - `DataPlaneError`: a data-plane step (precheck, extract, copy, …) refused
   or failed; nothing it was not asked to change was changed.
+- `MissingRoleMembership` (a `DataPlaneError`): the connecting role may not
+  read or own the schemas' objects (it is not a member of their owners);
+  the message lists each role and the `GRANT` to run.
 - `ProviderError`: the world outside PostgreSQL refused or failed: the
   source or temporary database (RDS, Aurora, local PITR), secrets,
   artifacts storage, DMS, the audit table.
@@ -58,6 +61,14 @@ class SourceNotAllowed(InvalidSpec):
 
 class DataPlaneError(RestoreError):
     """A data-plane step refused or failed."""
+
+
+class MissingRoleMembership(DataPlaneError):
+    """The connecting role lacks the owners' roles (RDS: the master user is
+    no superuser); raised before anything is created."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("MissingRoleMembership", message)
 
 
 class ProviderError(RestoreError):

@@ -55,11 +55,7 @@ def extract(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str,
             disposable_source: bool = False, reporter: Reporter | None = None) -> Manifest:
     """Rename in the copy, dump, split, and store the artifacts + manifest."""
     reporter = reporter or NullReporter()
-    if not disposable_source:
-        raise DataPlaneError(
-            "SourceNotDisposable",
-            "extract renames the schemas inside the source database; confirm that the "
-            "source is a disposable restored copy (--disposable-source)")
+    require_disposable(disposable_source)
     validate_restore_id(restore_id)
     if mode not in MODES:
         raise DataPlaneError("InvalidMode", f"mode must be one of {MODES}, not {mode!r}")
@@ -103,6 +99,15 @@ def extract(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str,
         manifest.save(store, workdir)
     reporter.emit("artifacts", location=store.location, files=store.names())
     return manifest
+
+
+def require_disposable(disposable_source: bool) -> None:
+    """Extract changes the source: only with the caller's acknowledgement."""
+    if not disposable_source:
+        raise DataPlaneError(
+            "SourceNotDisposable",
+            "extract renames the schemas inside the source database; confirm that the "
+            "source is a disposable restored copy (--disposable-source)")
 
 
 def check_targets_free(tgt: psycopg.Connection, mapping: dict[str, str],

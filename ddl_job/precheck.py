@@ -1,12 +1,15 @@
 """precheck: before anything is created, check production can take the restore.
 
-The database exists and is reachable with the given credentials, and no
-target schema name is taken (names ≤ 63 bytes are checked before connecting).
+The database exists and is reachable with the given credentials, no target
+schema name is taken (names ≤ 63 bytes are checked before connecting), the
+connecting role may create schemas, and it may give objects the owners the
+schemas have in production today (`rights`: the copy's owners, checked again
+before extraction, are usually these).
 """
 
 from __future__ import annotations
 
-from . import clients
+from . import clients, rights
 from .catalog import existing_schemas
 from .conn import Endpoint
 from .errors import DataPlaneError
@@ -15,7 +18,7 @@ from .progress import NullReporter, Reporter
 
 
 def precheck(target: Endpoint, schemas: list[str], suffix: str, *,
-             reporter: Reporter | None = None) -> dict:
+             grant_membership: bool = False, reporter: Reporter | None = None) -> dict:
     reporter = reporter or NullReporter()
     mapping = target_names(schemas, suffix)
     try:
@@ -26,9 +29,14 @@ def precheck(target: Endpoint, schemas: list[str], suffix: str, *,
         raise
     with conn:
         taken = sorted(existing_schemas(conn, list(mapping.values())))
+        current = sorted(existing_schemas(conn, list(mapping)))
+        shortfalls = rights.check_production(conn, rights.owners(conn, current))
+        refused = rights.refusal(shortfalls, {rights.PRODUCTION: conn}, grant_membership)
     clients.require(target)   # post-data will need production's own pg_restore
     if taken:
         raise DataPlaneError("TargetExists",
                              f"schemas already exist in {target.describe()}: {taken}")
+    if refused is not None:
+        raise refused
     reporter.emit("ok", targets=mapping)
     return {"targets": mapping}

@@ -83,10 +83,48 @@ class Precheck(StepRequest):
     command = ("precheck",)
     schemas: tuple[str, ...] = _flag("--schema")
     suffix: str = _flag("--suffix")
+    grant_membership: bool = _flag(
+        "--grant-membership", False,
+        "memberships the connecting role lacks will be granted for the restore's duration")
 
     def _validate(self) -> None:
         self._set("schemas", tuple(validate_schema_list(list(self.schemas))))
         validate_suffix(self.suffix)
+
+
+@dataclass(frozen=True)
+class Rights(StepRequest):
+    """Before extraction: may the connecting role read and own every object?"""
+
+    command = ("rights",)
+    schemas: tuple[str, ...] = _flag("--schema")
+    suffix: str = _flag("--suffix")
+    grant_membership: bool = _flag(
+        "--grant-membership", False,
+        "report missing memberships instead of failing (the caller grants them)")
+
+    def _validate(self) -> None:
+        self._set("schemas", tuple(validate_schema_list(list(self.schemas))))
+        validate_suffix(self.suffix)
+
+
+@dataclass(frozen=True)
+class Membership(StepRequest):
+    """GRANT (or REVOKE) roles to the connecting role in the copy or production."""
+
+    command = ("membership",)
+    side: str = _flag("--side", help="copy or production")
+    roles: tuple[str, ...] = _flag("--role")
+    revoke: bool = _flag("--revoke", False, "revoke instead of grant")
+
+    def _validate(self) -> None:
+        if self.side not in SIDES:
+            raise InvalidRequest("InvalidArgument", f"side must be one of {SIDES}")
+        if not self.roles or any(not r or "\x00" in r for r in self.roles):
+            raise InvalidRequest("InvalidArgument", "roles must be non-empty names")
+
+
+SIDES = ("copy", "production")
 
 
 @dataclass(frozen=True)
@@ -167,7 +205,8 @@ class Drop(StepRequest):
 
 
 REQUESTS: dict[str, type[StepRequest]] = {
-    " ".join(r.command): r for r in (Precheck, Extract, ApplyPre, ApplyPost, Copy, Verify, Drop)}
+    " ".join(r.command): r for r in (Precheck, Rights, Membership, Extract, ApplyPre,
+                                     ApplyPost, Copy, Verify, Drop)}
 
 
 def add_arguments(parser: argparse.ArgumentParser, request: type[StepRequest]) -> None:
@@ -178,6 +217,9 @@ def add_arguments(parser: argparse.ArgumentParser, request: type[StepRequest]) -
         flag, help_text = spec_field.metadata["flag"], spec_field.metadata["help"]
         kind, default = spec_field.type, spec_field.default
         if kind.startswith("tuple"):
+            if spec_field.name != "schemas":   # schemas: add_schema_args
+                parser.add_argument(flag, action="append", dest=spec_field.name, default=[],
+                                    help=help_text)
             continue
         if kind == "bool":
             parser.add_argument(flag, action="store_true", dest=spec_field.name,
@@ -192,10 +234,14 @@ def from_args(request: type[StepRequest], args: argparse.Namespace,
               **given: Any) -> StepRequest:
     """The request from parsed arguments (`given` supplies fields parsed otherwise)."""
     values = {f.name: getattr(args, f.name) for f in fields(request) if f.name not in given}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return request(**values, **given)
 
 
 _HELP = {"precheck": "check production before anything is created",
+         "rights": "check the connecting role may read and own every object (copy and "
+                   "production)",
+         "membership": "grant or revoke roles to the connecting role (grantMembership)",
          "extract": "rename in the copy, dump, store DDL artifacts",
          "apply": "apply pre-data (one transaction) or post-data",
          "copy": "copy all rows and sequence values",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 from support.ddl_job_cli import run_ddl_job
+from support.pg import as_superuser
 from test_verify_drop import _endpoint, _mark, _run
 
 from ddl_job import marker
@@ -26,6 +27,16 @@ from ddl_job.drop import drop_restored
 from ddl_job.errors import DataPlaneError
 from ddl_job.progress import NullReporter
 from ddl_job.verify import verify
+from pg_schema_restore.local.cluster import SUPERUSER
+
+@pytest.fixture(autouse=True)
+def superuser(copyhost, prod):
+    """Casts between base types, `WITHOUT FUNCTION` casts and a base type with
+    `internal` functions take a superuser: this module creates and restores
+    them as one (an RDS master user could not; `superuser_only` refuses them)."""
+    with as_superuser(copyhost, prod):
+        yield
+
 
 SHARED_SQL = """
 CREATE SCHEMA shared;
@@ -168,8 +179,10 @@ def test_drop_takes_casts_on_restored_types_and_functions(copyhost, new_db):
     _run(copyhost, db, SHARED_SQL + """
         CREATE FUNCTION public.bool_bytes(boolean) RETURNS bytea LANGUAGE sql IMMUTABLE
             AS 'SELECT int4send($1::int4)';
-        CREATE CAST (boolean AS bytea) WITH FUNCTION public.bool_bytes(boolean);
     """)
+    # a cast between built-in types: only their owner (the superuser) may make it
+    _run(copyhost, db, "CREATE CAST (boolean AS bytea) WITH FUNCTION public.bool_bytes(boolean)",
+         user=SUPERUSER)
     with copyhost.connect(db) as conn:
         before = _casts(conn)
     with copyhost.connect(db, autocommit=True) as conn:

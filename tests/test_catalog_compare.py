@@ -14,7 +14,7 @@ import secrets
 import pytest
 from psycopg import sql
 
-from pg_schema_restore.local.cluster import LocalCluster
+from pg_schema_restore.local.cluster import SUPERUSER, LocalCluster
 from support.catalog_compare import Renamer, compare_schema, compare_schemas
 
 ROLE = "pgsr_compare_reader"
@@ -69,21 +69,22 @@ ALTER TABLE app.item ADD CONSTRAINT qty_sane CHECK (qty > -1) NOT VALID;
 def pair(copyhost: LocalCluster, new_db):
     """(connection to the original, connection to a clone whose `app` is
     renamed `app_r` with its text references rewritten)."""
-    with copyhost.connect(autocommit=True) as conn:
+    with copyhost.connect(user=SUPERUSER, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ROLE,)).fetchone():
             conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(ROLE)))
     db = new_db(copyhost, "cmp")
-    with copyhost.connect(db, autocommit=True) as conn:
+    with copyhost.connect(db, user=SUPERUSER, autocommit=True) as conn:
         conn.execute(SCHEMA)
     clone = f"cmpclone_{os.getpid()}_{secrets.token_hex(3)}"
     copyhost.create_database(clone, template=db)
-    with copyhost.connect(clone, autocommit=True) as conn:
+    with copyhost.connect(clone, user=SUPERUSER, autocommit=True) as conn:
         conn.execute("ALTER SCHEMA app RENAME TO app_r")
         conn.execute(ROUTINES.format(s="app_r"))
         conn.execute("UPDATE app_r.parent SET self = 'app_r.item' WHERE self IS NOT NULL")
-    with copyhost.connect(db) as source, copyhost.connect(clone) as target:
+    with copyhost.connect(db, user=SUPERUSER) as source, \
+            copyhost.connect(clone, user=SUPERUSER) as target:
         yield source, target
-    with copyhost.connect(autocommit=True) as conn:
+    with copyhost.connect(user=SUPERUSER, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(clone)))
 
 

@@ -15,6 +15,7 @@ from ddl_job.copy import copy_data, plan_units, sync_sequences
 from ddl_job.errors import DataPlaneError
 from ddl_job.marker import with_marker
 from ddl_job.progress import Reporter
+from pg_schema_restore.local.cluster import SUPERUSER
 
 SCHEMAS = ["plain", "Mixed Case Schema"]
 
@@ -260,7 +261,7 @@ def test_row_level_security_errors_instead_of_filtering(copyhost, new_db):
             assert t.execute("SELECT count(*) FROM sec.t").fetchone()[0] == 0
     finally:
         copyhost.execute(sql.SQL("DROP OWNED BY {r}; DROP ROLE {r}").format(
-            r=sql.Identifier(role)).as_string(None), src)
+            r=sql.Identifier(role)).as_string(None), src, user=SUPERUSER)
 
 
 def test_sync_sequences_alone(copyhost, pair):

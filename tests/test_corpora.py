@@ -28,6 +28,7 @@ from pg_schema_restore.local.cluster import LocalCluster
 from support import corpora
 from support.catalog_compare import compare_schemas, summarize
 from support.ddl_job_cli import Run, run_ddl_job
+from support.pg import as_superuser
 
 pytestmark = pytest.mark.e2e
 
@@ -274,9 +275,15 @@ def load_regression(cluster: LocalCluster, db: str) -> corpora.Load:
 
 
 def test_regression_corpus_restored_identical(prod, copyhost, new_db, clone_db):
+    """The suite's superuser case: PostgreSQL's regression scripts are written
+    for a superuser (operator classes, text search templates, casts between
+    base types, C-language I/O functions) and load as one, so the restore
+    connects as one too; every other data-plane test connects as `master`."""
     corpora.require_regress()
-    corpus = prepare(prod, copyhost, new_db, clone_db, "regress", load_regression,
-                     REGRESS_DAMAGE, replicate=True)
-    restore_and_compare(corpus, [REGRESS_SCHEMA], unavoidable=(
-        (": local: source False, target True", "inherited only and are now also defined locally"),
-    ))
+    with as_superuser(prod, copyhost):
+        corpus = prepare(prod, copyhost, new_db, clone_db, "regress", load_regression,
+                         REGRESS_DAMAGE, replicate=True)
+        restore_and_compare(corpus, [REGRESS_SCHEMA], unavoidable=(
+            (": local: source False, target True",
+             "inherited only and are now also defined locally"),
+        ))

@@ -22,12 +22,14 @@ from __future__ import annotations
 import io
 import json
 import os
+from contextlib import nullcontext
 
 import psycopg
 import pytest
 from pg_schema_restore.local.cluster import SUPERUSER
 from psycopg import sql
 from support.ddl_job_cli import run_ddl_job
+from support.pg import as_superuser
 from test_verify_drop import _checksum, _endpoint, _mark, _run, _schemas
 
 from ddl_job import marker
@@ -221,6 +223,9 @@ CREATE TABLE rx.t (id int, name text COLLATE rx.c_coll);
 CREATE INDEX t_rev ON rx.t (id rx.rev_ops);
 ALTER DEFAULT PRIVILEGES IN SCHEMA rx GRANT SELECT ON TABLES TO PUBLIC;
 """
+# operator classes and families: only a superuser creates them (the master user
+# of an RDS instance never does; the drop still runs as the master user)
+SUPERUSER_KINDS = {"routines_operators_search"}
 TWO_SCHEMAS_SHARING_A_RANGE = """
 CREATE TYPE rx.fr AS RANGE (subtype = float8);
 CREATE TABLE ry.t (id int, m rx.fr_multirange);
@@ -250,10 +255,10 @@ def test_drop_removes_every_companion_and_nothing_else(copyhost, production, kin
         objects_before = _user_objects(conn)
         state_before = _production_state(conn)
         names_before = _schemas(conn)
-    _create_restored(copyhost, production, schemas, ddl)
-
-    assert drop_restored(_endpoint(copyhost, production, "target"), RESTORE_ID,
-                         reporter=NullReporter()) == sorted(schemas)
+    with as_superuser(copyhost) if kind in SUPERUSER_KINDS else nullcontext():
+        _create_restored(copyhost, production, schemas, ddl)
+        assert drop_restored(_endpoint(copyhost, production, "target"), RESTORE_ID,
+                             reporter=NullReporter()) == sorted(schemas)
     with copyhost.connect(production) as conn:
         assert _schemas(conn) == names_before
         assert _user_objects(conn) ^ objects_before == set()
@@ -306,7 +311,9 @@ def test_multirange_elsewhere_is_really_created_in_the_other_schema(copyhost, pr
 def test_drop_refuses_outside_objects_depending_on_companions(copyhost, production, restored,
                                                               dependency, expected):
     _create_restored(copyhost, production, ["rx"], restored)
-    _run(copyhost, production, dependency)
+    # a publication of a whole schema takes a superuser (setup only)
+    _run(copyhost, production, dependency,
+         user=SUPERUSER if "FOR TABLES IN SCHEMA" in dependency else None)
     with copyhost.connect(production) as conn:
         objects_before = _user_objects(conn)
         state_before = _production_state(conn)
@@ -365,9 +372,9 @@ RESTORER_PASSWORD = "restorerpw-" + os.urandom(6).hex()
 def owner_role(copyhost, prod):
     """A non-superuser owner on both clusters (roles are cluster-wide), and on
     `prod` a non-superuser restoring role that is a member of it."""
-    for cluster in (copyhost, prod):
-        cluster.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(
-            sql.Identifier(OWNER)).as_string(None))
+    for cluster in (copyhost, prod):   # made by the master user, who may act as it
+        cluster.execute(sql.SQL("CREATE ROLE {o} NOLOGIN; GRANT {o} TO {m}").format(
+            o=sql.Identifier(OWNER), m=sql.Identifier(cluster.user)).as_string(None))
     prod.execute(sql.SQL("CREATE ROLE {r} LOGIN PASSWORD {pw}; GRANT {o} TO {r}").format(
         r=sql.Identifier(RESTORER), o=sql.Identifier(OWNER),
         pw=sql.Literal(RESTORER_PASSWORD)).as_string(None))
@@ -432,6 +439,9 @@ def test_apply_pre_gives_a_multirange_in_another_schema_the_range_owner(
         copyhost, prod, new_db, tmp_path, owner_role):
     src, tgt = _owner_source(copyhost, prod, new_db,
                              RANGE_ELSEWHERE_OWNED_SQL.replace("{owner}", owner_role))
+    # the range's owner may own a type there (a non-superuser cannot give it one otherwise)
+    prod.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA elsewhere TO {}").format(
+        sql.Identifier(owner_role)).as_string(None), tgt)
     source, target = Endpoint.from_dsn("source", copyhost.dsn(src)), \
         Endpoint.from_dsn("target", prod.dsn(tgt))
     store = open_store(str(tmp_path / "artifacts"))

@@ -27,7 +27,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 from support.ddl_job_cli import Run, run_ddl_job
-from support.pg import cluster_roles
+from support.pg import as_superuser, cluster_roles
 from test_rich_restore import one
 
 from ddl_job.conn import Endpoint
@@ -36,6 +36,18 @@ from ddl_job.progress import NullReporter
 from ddl_job.verify import verify
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def superuser(copyhost, prod):
+    """Still restored as a superuser (the one module left so, with the casts and
+    the regression corpus): `public` restored with tables owned by a role other
+    than the schema's owner needs that owner to hold CREATE on the new schema
+    at `ALTER TABLE … OWNER` time, and pre-data grants the schema's ACL only
+    after pg_dump's script (docs/rights.md, "Not yet"). The non-superuser case
+    below logs in as its own restricted role."""
+    with as_superuser(copyhost, prod):
+        yield
 
 SUFFIX = "_r1"
 OWNER = "pgsr_p_owner"     # owns the tables and routines; no superuser

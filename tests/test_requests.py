@@ -16,6 +16,10 @@ from pg_schema_restore.commands import add_spec_args, spec_from_args
 
 SAMPLES = [
     requests.Precheck(("customer_a1", "Tenant B", "kündé"), "_20240128143000"),
+    requests.Precheck(("a",), "_x", grant_membership=True),
+    requests.Rights(("a", "-b"), "_x", grant_membership=True),
+    requests.Membership("production", ("app owner", "-x")),
+    requests.Membership("copy", ("a",), revoke=True),
     requests.Extract(("a",), "_x", "s3://bucket/restores/r1", "r1", mode="dms",
                      disposable_source=True),
     requests.ApplyPre("/tmp/artifacts"),
@@ -52,6 +56,8 @@ def test_sequences_only_copy_is_its_own_step():
     lambda: requests.Drop("x" * 21),
     lambda: requests.ApplyPost("/t", jobs=0),
     lambda: requests.ApplyPost("/t", invalid_foreign_keys="ignore"),
+    lambda: requests.Membership("elsewhere", ("a",)),
+    lambda: requests.Membership("copy", ()),
 ])
 def test_bad_values_are_refused_on_construction(build):
     with pytest.raises(InvalidRequest):

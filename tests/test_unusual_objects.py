@@ -35,7 +35,7 @@ from test_rich_restore import (
 )
 
 from support.ddl_job_cli import Run, run_ddl_job
-from support.pg import cluster_roles, restore_point
+from support.pg import as_superuser, cluster_roles, restore_point
 
 pytestmark = pytest.mark.e2e
 
@@ -112,6 +112,14 @@ class Scenario:
 
 
 @pytest.fixture
+def superuser(copyhost, prod):
+    """For the cases only a superuser can create or restore (operator classes,
+    FORCE ROW LEVEL SECURITY by a superuser, grants replayed as any grantor)."""
+    with as_superuser(copyhost, prod):
+        yield
+
+
+@pytest.fixture
 def scenario(copyhost, prod, new_db, tmp_path):
     """Factory: scenario(source_sql, target_sql=None) -> Scenario (target defaults
     to the same SQL: production holds the current version of the schemas)."""
@@ -182,7 +190,7 @@ def acls(conn: psycopg.Connection, schema: str) -> set[tuple]:
     return set(conn.execute(ACL_SQL, {"s": schema}).fetchall())
 
 
-def test_grants_owner_and_default_privileges(scenario, roles):
+def test_grants_owner_and_default_privileges(superuser, scenario, roles):
     sc = scenario(GRANTS_SQL)
     sc.restored(["g"])
     with sc.tgt_conn(autocommit=True) as conn:
@@ -804,7 +812,7 @@ ANALYZE z.words;
 """
 
 
-def test_statistics_collation_text_search_and_operator_class(scenario, copyhost):
+def test_statistics_collation_text_search_and_operator_class(superuser, scenario, copyhost):
     with copyhost.connect() as conn:
         icu = one(conn, "SELECT count(*) > 0 FROM pg_collation WHERE collprovider = 'i'")
     sc = scenario("CREATE SCHEMA z;" + misc_sql(icu))
@@ -886,7 +894,7 @@ def _rls_checks(conn: psycopg.Connection) -> None:
     assert one(conn, "SELECT count(*) FROM pg_policy WHERE polrelid = 'r_r1.t'::regclass") == 1
 
 
-def test_force_rls_restored_by_a_superuser(scenario, roles):
+def test_force_rls_restored_by_a_superuser(superuser, scenario, roles):
     sc = scenario(RLS_SQL)
     sc.restored(["r"])
     with sc.tgt_conn(autocommit=True) as conn:

@@ -24,7 +24,7 @@ from ddl_job.drop import drop_restored
 from ddl_job.errors import DataPlaneError, InvalidRequest, RestoreError
 from ddl_job.progress import NullReporter, Reporter
 from ddl_job.verify import verify
-from pg_schema_restore.local.cluster import server_bindir
+from pg_schema_restore.local.cluster import MASTER, SUPERUSER, server_bindir
 
 RICH_SCHEMA = """
 CREATE SCHEMA s1;
@@ -88,8 +88,8 @@ def _endpoint(cluster, db: str, role: str) -> Endpoint:
     return Endpoint.from_dsn(role, cluster.dsn(db))
 
 
-def _run(cluster, db: str, statement: str) -> None:
-    with cluster.connect(db, autocommit=True) as conn:
+def _run(cluster, db: str, statement: str, user: str | None = None) -> None:
+    with cluster.connect(db, user=user, autocommit=True) as conn:
         conn.execute(statement)
 
 
@@ -385,13 +385,15 @@ def drop_db(copyhost, new_db):
             CREATE TABLE ra_later.t (id int);
             CREATE SCHEMA not_last;
             CREATE SCHEMA "odd; --name";
-            SET allow_system_table_mods = on;
-            CREATE SCHEMA pg_copied;
-            RESET allow_system_table_mods;
             CREATE SCHEMA prod;
             CREATE TABLE prod.accounts (id int PRIMARY KEY);
             INSERT INTO prod.accounts VALUES (10), (20);
         """)
+        # a pg_ name takes a superuser (setup only); the master user owns it
+        with copyhost.connect(db, user=SUPERUSER, autocommit=True) as su:
+            su.execute("SET allow_system_table_mods = on")
+            su.execute(sql.SQL("CREATE SCHEMA pg_copied AUTHORIZATION {}").format(
+                sql.Identifier(MASTER)))
         _mark(conn, "ra", marker.with_marker(None, "ra1", "ra_src"))
         _mark(conn, "Ra Two", marker.with_marker("tenant two\nsecond line", "ra1", "Ra Src"))
         _mark(conn, "rb", marker.with_marker(None, "rb1", "rb_src"))

@@ -63,6 +63,9 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
                    help="a foreign key to a table outside the restored schemas whose "
                         "referenced rows production no longer has: keep it NOT VALID with "
                         "a warning, or fail the restore (spec.foreignKeys)")
+    p.add_argument("--grant-membership", action="store_true",
+                   help="grant the connecting role the owners' roles it lacks for the "
+                        "restore's duration, revoked afterwards (spec.grantMembership)")
     add_account_args(p)
 
 
@@ -92,7 +95,7 @@ def spec_from_args(args: argparse.Namespace) -> RestoreSpec:
                               "parameterGroup": args.parameter_group,
                               "clusterParameterGroup": args.cluster_parameter_group},
         "onFailure": args.on_failure, "artifactsLocation": args.artifacts, "jobs": args.jobs,
-        "foreignKeys": args.invalid_foreign_keys,
+        "foreignKeys": args.invalid_foreign_keys, "grantMembership": args.grant_membership,
     })
 
 

@@ -7,6 +7,11 @@
    genuine point-in-time copy (base backup + WAL replay) stands in for RDS;
 5. the tenant comes back next to the damaged one under a suffixed name;
 6. print what happened, timings and the verify result; nothing temporary left.
+
+As on RDS, the restore connects as a master user that is no superuser
+(`local.cluster.rds_roles`), and the tenants belong to an application role
+the master user is not a member of: `grantMembership` lends it that
+membership for the restore and revokes it afterwards.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from .config import OperatorConfig
 from .engine import runner
 from .engine.record import RestoreRecord
 from .engine.spec import RestoreSpec
-from .local.cluster import LocalCluster
+from .local.cluster import MASTER, LocalCluster, rds_roles
 from .local.secrets import LocalSecrets
 
 DATABASE = "appdb"
+APP = "app"   # the application role that owns the tenants
 TENANTS = ("customer_a1", "customer_b2", "customer_c3")
 DAMAGED = "customer_a1"
 
@@ -68,6 +74,7 @@ def _fill(cluster: LocalCluster, schema: str, rows: int) -> None:
     s = sql.Identifier(schema)
     customers = max(1, rows // 20)
     with cluster.connect(DATABASE) as conn:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(APP)))
         conn.execute(sql.SQL(TENANT_DDL).format(s=s))
         conn.execute(sql.SQL("""
             INSERT INTO {}.customers(name, country)
@@ -112,9 +119,16 @@ def run_demo(workdir: str, *, rows: int = 200_000, keep: bool = False) -> int:
         started = time.monotonic()
         prod = LocalCluster.create(base / "production", password, archive_dir=base / "wal")
         prod.start()
+        rds_roles(prod, password, (APP,))
         prod.create_database(DATABASE)
-        prod.execute("CREATE SCHEMA shared; CREATE TABLE shared.countries(code text PRIMARY KEY);"
-                     "INSERT INTO shared.countries VALUES ('FR'), ('DE'), ('ES');", DATABASE)
+        prod.execute(sql.SQL("ALTER DATABASE {db} OWNER TO {master}; "
+                             "GRANT CREATE ON DATABASE {db} TO {app}").format(
+            db=sql.Identifier(DATABASE), master=sql.Identifier(MASTER),
+            app=sql.Identifier(APP)).as_string(None))
+        prod.execute(sql.SQL("SET ROLE {}; CREATE SCHEMA shared; "
+                             "CREATE TABLE shared.countries(code text PRIMARY KEY); "
+                             "INSERT INTO shared.countries VALUES ('FR'), ('DE'), ('ES');").format(
+            sql.Identifier(APP)).as_string(None), DATABASE)
         for tenant in TENANTS:
             _fill(prod, tenant, rows)
         backup = prod.base_backup(base / "basebackup")
@@ -142,7 +156,7 @@ def run_demo(workdir: str, *, rows: int = 200_000, keep: bool = False) -> int:
         prod.archive_current_wal(base / "wal")
         secrets_store = LocalSecrets(base / "secrets")
         secrets_store.write("production", {"host": "127.0.0.1", "port": prod.port,
-                                           "username": "postgres", "password": password})
+                                           "username": MASTER, "password": password})
         (base / "temporary").mkdir()
         settings = OperatorConfig(
             provider="local", executor="subprocess", artifacts_root=str(base / "artifacts"),
@@ -150,7 +164,8 @@ def run_demo(workdir: str, *, rows: int = 200_000, keep: bool = False) -> int:
             local_production_secret="production", local_workdir=str(base / "temporary"),
             local_secrets_dir=str(base / "secrets"))
         spec = RestoreSpec.from_dict({"database": DATABASE, "schemas": [DAMAGED],
-                                      "restoreTime": point.isoformat()})
+                                      "restoreTime": point.isoformat(),
+                                      "grantMembership": True})
         record = RestoreRecord(restore_id=f"demo{secrets.token_hex(3)}", spec=spec)
         ctx = wiring.build_context(settings, record, on_event=events.printer())
         started = time.monotonic()
@@ -183,11 +198,14 @@ def run_demo(workdir: str, *, rows: int = 200_000, keep: bool = False) -> int:
     for name, seconds in {**timings, **{f"  {k}": v for k, v in record.timings.items()}}.items():
         print(f"{name:<24}{seconds:>8.2f} s")
     print(f"temporary resources left: {leftovers or 'none'}")
+    print(f"connected as {MASTER} (no superuser); memberships lent: "
+          f"{record.result.get('grantedMemberships') or 'none'}, revoked: "
+          f"{record.result.get('revokedMemberships') or 'none'}")
     verify = record.result.get("verify") or {}
     print(f"\nverify: {'OK' if verify.get('ok') else 'FAILED'} "
           f"({verify.get('tables')} tables, {verify.get('rows')} rows compared)")
     if keep and prod is not None:
         (base / ".password").write_text(password)
         print(f"\nproduction left running on 127.0.0.1:{prod.port}, database {DATABASE}, "
-              f"user postgres (password in {base}/.password)")
+              f"user {MASTER} (password in {base}/.password)")
     return 0 if verify.get("ok") and before == restored and not leftovers else 1

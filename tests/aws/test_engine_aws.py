@@ -29,6 +29,7 @@ from pg_schema_restore.aws.session import Clients, Poller, retry_config
 from pg_schema_restore.engine import runner
 from pg_schema_restore.engine.record import PHASES, RestoreRecord, restore_id_for
 from pg_schema_restore.engine.spec import RestoreSpec
+from pg_schema_restore.local.cluster import SUPERUSER
 from support.aws import (
     AUDIT_TABLE,
     BUCKET,
@@ -501,8 +502,8 @@ def test_failure_after_pre_data_drops_the_new_schemas_and_cleans_up(aws_world):
     """A phase fails after pre-data was applied: the restore's own schemas are
     dropped, nothing else is touched, every temporary resource is deleted."""
     point, _, before = prepare(aws_world)
-    # The copy step's read of the temporary secret (its second read) is denied.
-    fault = aws_world.sim.fail("secrets-manager.GetSecretValue", skip=1,
+    # The copy step's read of the temporary secret (its third: rights, extract, copy) is denied.
+    fault = aws_world.sim.fail("secrets-manager.GetSecretValue", skip=2,
                                match=lambda p: p.get("SecretId", "").startswith("pgsr-"))
     record = aws_world.run(aws_world.spec(restoreTime=iso(point)))
     assert fault.fired == 1
@@ -559,3 +560,87 @@ def test_failed_cleanup_is_retried_and_keeps_a_succeeded_restore(aws_world):
     assert {k: after[k] for k in before} == before
     item = audit_item(record.restore_id)
     assert item["status"] == "Succeeded" and not item.get("cleanupErrors")
+
+
+# -- RDS's master user is no superuser ----------------------------------------------
+def _membership(world, grant: bool) -> None:
+    """As the master user itself, who made the grant (16+ revokes by grantor)."""
+    verb = "GRANT {} TO {}" if grant else "REVOKE {} FROM {}"
+    world.prod.execute(sql.SQL(verb).format(sql.Identifier(world.owner),
+                                            sql.Identifier(world.role)).as_string(None),
+                       world.database, user=world.role, password=world.role_password)
+
+
+def _is_member(world) -> bool:
+    """Has the owner's privileges (16+: an ADMIN-only grant from CREATE ROLE is
+    a membership without them)."""
+    with world.prod.connect() as conn:
+        return bool(conn.execute("SELECT pg_has_role(%s, %s, 'USAGE')",
+                                 (world.role, world.owner)).fetchone()[0])
+
+
+def test_owner_role_membership_missing_refused_before_anything(aws_world):
+    """The master user is not a member of the tenants' owner: Initialize stops
+    with MissingRoleMembership and the GRANT to run; no copy was restored."""
+    _membership(aws_world, grant=False)
+    before = aws_world.fingerprint()
+    record = aws_world.run(aws_world.spec(restoreTime=iso(restore_point())))
+    assert_failed_clean(aws_world, record, before, "MissingRoleMembership", "Initialize")
+    grant = sql.SQL("GRANT {} TO {};").format(sql.Identifier(aws_world.owner),
+                                              sql.Identifier(aws_world.role)).as_string(None)
+    assert grant in record.error["message"], record.error
+    assert not any(aws_world.sim.calls[c] for c in RESTORE_CALLS)
+
+
+@pytest.mark.e2e
+def test_grant_membership_lends_and_cleanup_revokes(aws_world):
+    """grantMembership: the membership is granted for the restore (recorded in
+    the record and the audit item) and revoked by Cleanup."""
+    _membership(aws_world, grant=False)
+    point, expected, before = prepare(aws_world)
+    record = aws_world.run(aws_world.spec(restoreTime=iso(point), grantMembership=True))
+    assert_restored(aws_world, record, expected, before)
+    assert record.result["grantedMemberships"]["production"] == [aws_world.owner]
+    assert record.result["revokedMemberships"] == [aws_world.owner]
+    assert not _is_member(aws_world)
+    item = audit_item(record.restore_id)
+    assert aws_world.owner in json.dumps(item.get("grantedMemberships"))
+    assert aws_world.owner in json.dumps(item.get("revokedMemberships"))
+
+
+@pytest.mark.e2e
+def test_grant_membership_revoked_after_a_failure(aws_world):
+    """A restore that fails after the grant still has it revoked by Cleanup."""
+    _membership(aws_world, grant=False)
+    point, _, before = prepare(aws_world)
+    aws_world.sim.fail("secrets-manager.GetSecretValue", skip=2,
+                       match=lambda p: p.get("SecretId", "").startswith("pgsr-"))
+    record = aws_world.run(aws_world.spec(restoreTime=iso(point), grantMembership=True))
+    assert record.phase == "Failed", record.error
+    assert record.result["revokedMemberships"] == [aws_world.owner]
+    assert not _is_member(aws_world)
+    assert world_leftovers_ok(aws_world, record, before)
+
+
+def world_leftovers_ok(world, record, before) -> bool:
+    return world.fingerprint() == before and world.leftovers(record.restore_id) == []
+
+
+@pytest.mark.e2e
+def test_copy_owners_checked_before_extraction_and_the_copy_deleted(aws_world):
+    """Production's tenants changed hands after the restore point, so Initialize
+    finds nothing to refuse; the copy's owners are checked first thing on the
+    copy (step `rights`): refused before extraction, the copy deleted,
+    production unchanged."""
+    _membership(aws_world, grant=False)
+    point = restore_point()          # the copy: tenants owned by the application role
+    aws_world.prod.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(
+        sql.Identifier(aws_world.owner), sql.Identifier(aws_world.role)).as_string(None),
+        aws_world.database, user=SUPERUSER)
+    before = aws_world.fingerprint()
+    record = aws_world.run(aws_world.spec(restoreTime=iso(point)))
+    assert_failed_clean(aws_world, record, before, "MissingRoleMembership", "SchemaExtraction")
+    assert "copy: membership in " + aws_world.owner in record.error["message"], record.error
+    assert any(aws_world.sim.succeeded[c] for c in RESTORE_CALLS)   # a copy was made
+    steps = aws_world.contexts[-1].steps_run
+    assert "rights" in steps and "extract" not in steps, steps

@@ -566,7 +566,7 @@ def _fail_after_pre_data_then_crash_in_cleanup(world) -> tuple[RestoreRecord, di
     run is resumed from the last saved record."""
     point, before = prepare(world)
     sim = world.sim
-    sim.fail("secrets-manager.GetSecretValue", skip=1,
+    sim.fail("secrets-manager.GetSecretValue", skip=2,
              match=lambda p: p.get("SecretId", "").startswith("pgsr-"))   # copy step
     crash = sim.crash_after("rds.DeleteDBInstance")
     saved = SavedRecord()
@@ -609,7 +609,7 @@ def test_cleanup_error_on_a_failed_restore_then_retry_keeps_the_first_error(aws_
         pytest.skip("runner.retry_cleanup is not there (yet)")
     point, before = prepare(aws_world)
     sim = aws_world.sim
-    sim.fail("secrets-manager.GetSecretValue", skip=1,
+    sim.fail("secrets-manager.GetSecretValue", skip=2,
              match=lambda p: p.get("SecretId", "").startswith("pgsr-"))   # copy step
     sim.fail("secrets-manager.DeleteSecret", code="AccessDeniedException")
     record = aws_world.record(aws_world.spec(restoreTime=iso(point)))

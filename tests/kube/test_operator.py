@@ -46,7 +46,7 @@ class World:
         self.kube, self.prod, self.tmp, self.ns, self.db = kube, prod, tmp, namespace, db
         self.secrets = LocalSecrets(tmp / "secrets")
         self.secrets.write("production", {"host": "127.0.0.1", "port": prod.port,
-                                          "username": "postgres", "password": prod.password})
+                                          "username": prod.user, "password": prod.password})
         (tmp / "temporary").mkdir()
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("PGSR_")},

@@ -22,8 +22,10 @@ tests/conftest.py):
   temporary databases) + parameter groups; RDS instance `prod-db` (postgres),
   Aurora Serverless v2 cluster `prod-aurora` (+ `db.serverless` writer),
   instance `other-db` (a foreign source); a production database (`new_db(prod)`) owned by its
-  own login role, with tenant schemas `customer_a1`, `customer_b2` and a
-  `shared` schema; the production secret (Secrets Manager) holding the REAL
+  own master user (`role`: LOGIN, CREATEDB, CREATEROLE, in `rds_superuser`,
+  no superuser: RDS's shape), with tenant schemas `customer_a1`,
+  `customer_b2` owned by an application role (`owner`, which `role` created
+  and is a member of) and a `shared` schema of `role`'s; the production secret (Secrets Manager) holding the REAL
   connection to it; S3 bucket `pgsr-artifacts`; DynamoDB table `pgsr-audit`.
   Helpers: `spec()`, `context()`, `run()`, `snapshot()`, `damage()`,
   `fingerprint()`, `leftovers()`, `rotate_password()`.
@@ -84,10 +86,10 @@ from psycopg import sql
 from pg_schema_restore.engine import runner
 from pg_schema_restore.engine.record import RestoreRecord, restore_id_for
 from pg_schema_restore.engine.spec import RestoreSpec
-from pg_schema_restore.local.cluster import LocalCluster, pitr_copy
+from pg_schema_restore.local.cluster import RDS_SUPERUSER, SUPERUSER, LocalCluster, pitr_copy
 from support import iam_proof
 from support.aws_strict import StrictAws
-from support.pg import restore_point
+from support.pg import as_superuser, restore_point
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"          # moto's default account
@@ -689,7 +691,8 @@ class AwsWorld:
     sim: AwsSimulator
     prod: LocalCluster
     database: str
-    role: str
+    role: str            # the master user the secret holds (no superuser)
+    owner: str           # the application role owning the tenants
     role_password: str
     secret_arn: str
     subnet_group: str
@@ -769,7 +772,8 @@ class AwsWorld:
     def rotate_password(self) -> str:
         """Rotate the production role's password, in PostgreSQL and in the secret."""
         new = "pw-" + secrets.token_hex(12)
-        self.prod.execute(f"ALTER ROLE {self.role} PASSWORD '{new}'")
+        self.prod.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+            sql.Identifier(self.role), sql.Literal(new)).as_string(None), user=SUPERUSER)
         sm = boto3.client("secretsmanager", region_name=REGION)
         value = json.loads(sm.get_secret_value(SecretId=self.secret_arn)["SecretString"])
         value["password"] = new
@@ -828,7 +832,7 @@ class AwsWorld:
         return found
 
 
-def _moto_world(sim: AwsSimulator, earliest: datetime) -> dict[str, str]:
+def _moto_world(sim: AwsSimulator, earliest: datetime, master: str) -> dict[str, str]:
     ec2 = boto3.client("ec2", region_name=REGION)
     rds = boto3.client("rds", region_name=REGION)
     vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
@@ -855,7 +859,7 @@ def _moto_world(sim: AwsSimulator, earliest: datetime) -> dict[str, str]:
                                   DBParameterGroupFamily="aurora-postgresql15",
                                   Description="writer settings")
     common = {"Engine": "postgres", "EngineVersion": ENGINE_VERSION,
-              "DBInstanceClass": "db.r6g.large", "MasterUsername": "postgres",
+              "DBInstanceClass": "db.r6g.large", "MasterUsername": master,
               "MasterUserPassword": "unused-by-tests", "AllocatedStorage": 100,
               "BackupRetentionPeriod": 7, "DBSubnetGroupName": "pgsr-isolated",
               "VpcSecurityGroupIds": [production_group], "DBParameterGroupName": "prod-pg15",
@@ -863,7 +867,7 @@ def _moto_world(sim: AwsSimulator, earliest: datetime) -> dict[str, str]:
     rds.create_db_instance(DBInstanceIdentifier="prod-db", **common)
     rds.create_db_instance(DBInstanceIdentifier="other-db", **common)
     rds.create_db_cluster(DBClusterIdentifier="prod-aurora", Engine="aurora-postgresql",
-                          EngineVersion=ENGINE_VERSION, MasterUsername="postgres",
+                          EngineVersion=ENGINE_VERSION, MasterUsername=master,
                           MasterUserPassword="unused-by-tests", BackupRetentionPeriod=7,
                           DBSubnetGroupName="pgsr-isolated",
                           VpcSecurityGroupIds=[production_group],
@@ -891,31 +895,49 @@ def aws_world(aws_sim, prod, prod_base_backup, new_db):
     """Production in moto + PostgreSQL (see the module docstring)."""
     # The base backup taken for this test is complete now: any later instant
     # is a consistent point-in-time target, as RDS's restore window promises.
-    earliest = datetime.now(timezone.utc)
-    database = new_db(prod, "appdb")
-    role = f"app_{database}"
-    password = "pw-" + secrets.token_hex(12)
-    prod.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
-    prod.execute(f"ALTER DATABASE {database} OWNER TO {role}")
-    with psycopg.connect(prod.dsn(database, user=role, password=password)) as conn:
-        conn.execute("CREATE SCHEMA shared; CREATE TABLE shared.countries(code text PRIMARY "
-                     "KEY); INSERT INTO shared.countries VALUES ('FR'), ('DE'), ('ES');")
-        for i, tenant in enumerate(TENANTS):
-            _fill_tenant(conn, tenant, customers=50 + 10 * i, orders=2000 + 500 * i)
-    names = _moto_world(aws_sim, earliest)
-    sm = boto3.client("secretsmanager", region_name=REGION)
-    secret_arn = sm.create_secret(
-        Name=f"prod/{database}",
-        SecretString=json.dumps({"engine": "postgres", "host": "127.0.0.1", "port": prod.port,
-                                 "username": role, "password": password,
-                                 "dbname": database}))["ARN"]
-    world = AwsWorld(sim=aws_sim, prod=prod, database=database, role=role,
-                     role_password=password, secret_arn=secret_arn,
-                     subnet_group=names["subnet_group"],
-                     security_group=names["security_group"], earliest=earliest)
-    yield world
-    try:
-        prod.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        prod.execute(f"DROP ROLE IF EXISTS {role}")
-    except psycopg.Error:
-        pass
+    # The test's own setup and observations log in as the superuser; the
+    # restore connects with the production secret: the per-test master user.
+    with as_superuser(prod):
+        earliest = datetime.now(timezone.utc)
+        database = new_db(prod, "appdb")
+        role, owner = f"master_{database}", f"app_{database}"
+        password = "pw-" + secrets.token_hex(12)
+        prod.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {} IN ROLE {}").format(
+            sql.Identifier(role), sql.Literal(password), sql.Identifier(RDS_SUPERUSER)
+        ).as_string(None), user=SUPERUSER)
+        prod.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+            sql.Identifier(database), sql.Identifier(role)).as_string(None), user=SUPERUSER)
+        with psycopg.connect(prod.dsn(database, user=role, password=password),
+                             autocommit=True) as conn:
+            # the master user makes the application role, which owns the tenants
+            conn.execute(sql.SQL("CREATE ROLE {owner} NOLOGIN; GRANT {owner} TO {role}; "
+                                 "GRANT CREATE ON DATABASE {db} TO {owner}").format(
+                owner=sql.Identifier(owner), role=sql.Identifier(role),
+                db=sql.Identifier(database)))
+            conn.execute("CREATE SCHEMA shared; CREATE TABLE shared.countries(code text PRIMARY "
+                         "KEY); INSERT INTO shared.countries VALUES ('FR'), ('DE'), ('ES');")
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA shared TO {owner}; "
+                                 "GRANT SELECT, REFERENCES ON shared.countries TO {owner}; "
+                                 "SET ROLE {owner}").format(owner=sql.Identifier(owner)))
+            for i, tenant in enumerate(TENANTS):
+                _fill_tenant(conn, tenant, customers=50 + 10 * i, orders=2000 + 500 * i)
+        names = _moto_world(aws_sim, earliest, role)   # RDS's master user: ours
+        sm = boto3.client("secretsmanager", region_name=REGION)
+        secret_arn = sm.create_secret(
+            Name=f"prod/{database}",
+            SecretString=json.dumps({"engine": "postgres", "host": "127.0.0.1", "port": prod.port,
+                                     "username": role, "password": password,
+                                     "dbname": database}))["ARN"]
+        world = AwsWorld(sim=aws_sim, prod=prod, database=database, role=role, owner=owner,
+                         role_password=password, secret_arn=secret_arn,
+                         subnet_group=names["subnet_group"],
+                         security_group=names["security_group"], earliest=earliest)
+        yield world
+        try:
+            prod.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(database)).as_string(None), user=SUPERUSER)
+            for name in (owner, role):
+                prod.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(
+                    sql.Identifier(name)).as_string(None), user=SUPERUSER)
+        except psycopg.Error:
+            pass

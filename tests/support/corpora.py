@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -176,16 +177,33 @@ def run_psql_files(cluster: LocalCluster, db: str, files: list[Path], *,
     return load
 
 
-def load_pagila(cluster: LocalCluster, db: str, *, schema: str = "public") -> Load:
+def load_pagila(cluster: LocalCluster, db: str, *, schema: str = "public",
+                owner: str | None = None) -> Load:
     """pagila as shipped (in `public`); with another `schema`, public is then
-    renamed to it and a fresh `public` made (pagila's README)."""
+    renamed to it and a fresh `public` made (pagila's README). With `owner`,
+    its objects belong to that role instead of the superuser (an application
+    role, as on RDS): the script's own `OWNER TO postgres` lines name it. By
+    default they belong to the role the cluster's connections log in as (the
+    master user of `support.pg.rds_roles`), so that it can restore them."""
     folder = require_pagila()
-    load = run_psql_files(cluster, db, [folder / "pagila-schema.sql", folder / "pagila-data.sql"])
-    if schema != "public":
-        with cluster.connect(db, autocommit=True) as conn:
+    owner = owner or (cluster.user if cluster.user != SUPERUSER else None)
+    files = [folder / "pagila-schema.sql", folder / "pagila-data.sql"]
+    with tempfile.TemporaryDirectory(prefix="pgsr-pagila-") as tmp:
+        if owner is not None:
+            owned = Path(tmp) / "pagila-schema.sql"
+            owned.write_text(files[0].read_text().replace(
+                "OWNER TO postgres;", sql.SQL("OWNER TO {};").format(
+                    sql.Identifier(owner)).as_string(None)))
+            files[0] = owned
+        load = run_psql_files(cluster, db, files)
+    with cluster.connect(db, user=SUPERUSER, autocommit=True) as conn:   # as it was loaded
+        if schema != "public":
             conn.execute(sql.SQL("ALTER SCHEMA public RENAME TO {}").format(sql.Identifier(schema)))
             conn.execute("CREATE SCHEMA public AUTHORIZATION pg_database_owner")
             conn.execute("GRANT USAGE ON SCHEMA public TO PUBLIC")
+            if owner is not None:
+                conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(
+                    sql.Identifier(schema), sql.Identifier(owner)))
     return load
 
 

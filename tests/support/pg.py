@@ -10,6 +10,13 @@
   the WAL of every earlier test: 2.75 s alone, 50 s late in a run).
 - `make_pitr_copy`: a genuine point-in-time copy (base backup + WAL replay).
 
+Every cluster carries the roles RDS gives an instance (`rds_roles`): the
+data plane connects as `MASTER` (`master_dsn`), which like RDS's master user
+is no superuser, and test databases are owned by it. `APP_OWNER` and
+`APP_READER` stand for application roles; `MASTER` created them, so it may
+grant itself their membership (PostgreSQL 16+: ADMIN OPTION) but is not a
+member. The superuser is only for setting up what a test needs.
+
 Databases are created with STRATEGY FILE_COPY (`LocalCluster.create_database`):
 the default WAL_LOG strategy writes each template into the archived WAL.
 Every name is unique per xdist worker (the process id is in it) and every
@@ -32,18 +39,52 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pg_schema_restore.local.cluster import LocalCluster, pitr_copy
+from pg_schema_restore.local.cluster import MASTER, SUPERUSER, LocalCluster, pitr_copy
+from pg_schema_restore.local.cluster import rds_roles as cluster_rds_roles
 
 PASSWORD = "pw-" + secrets.token_hex(8)
 _counter = itertools.count()
 
+APP_OWNER = "app_owner"      # owns application schemas
+APP_READER = "app_reader"    # reads them through grants
+
+
+def rds_roles(cluster: LocalCluster) -> None:
+    """The RDS-shaped role set on a cluster (roles are cluster-wide; a
+    point-in-time copy of `prod` has them already); from then on the
+    cluster's connections log in as MASTER unless told otherwise."""
+    cluster_rds_roles(cluster, cluster.password, (APP_OWNER, APP_READER))
+    cluster.user = MASTER
+
+
+@contextmanager
+def as_superuser(*clusters: LocalCluster) -> Iterator[None]:
+    """The clusters' connections (setup and data plane) log in as the
+    superuser for a while: for what only a superuser may create and restore."""
+    users = [cluster.user for cluster in clusters]
+    for cluster in clusters:
+        cluster.user = SUPERUSER
+    try:
+        yield
+    finally:
+        for cluster, user in zip(clusters, users):
+            cluster.user = user
+
+
+def master_dsn(cluster: LocalCluster, dbname: str = "postgres") -> str:
+    """What the data plane connects with: the non-superuser master user."""
+    return cluster.dsn(dbname, user=MASTER)
+
 
 @contextmanager
 def cluster_roles(clusters: Iterable[LocalCluster], roles: dict[str, str | None],
-                  also_drop: tuple[str, ...] = ()) -> Iterator[None]:
+                  also_drop: tuple[str, ...] = (), *, member: bool = True) -> Iterator[None]:
     """Roles on each cluster (roles are cluster-wide, as on RDS): name ->
-    password (LOGIN) or None (NOLOGIN). Afterwards they are dropped, with
-    `also_drop` (roles a test made itself), where nothing still needs them."""
+    password (LOGIN) or None (NOLOGIN), created by the cluster's login role
+    (MASTER, as on RDS), which is made a member of each (`member`) so that it
+    may give them objects and restore what they own. Afterwards they are
+    dropped, with `also_drop` (roles a test made itself), where nothing still
+    needs them."""
     clusters = list(clusters)
     for cluster in clusters:
         for role, password in roles.items():
@@ -51,6 +92,9 @@ def cluster_roles(clusters: Iterable[LocalCluster], roles: dict[str, str | None]
                 sql.Identifier(role), sql.Literal(password)) if password is not None
                 else sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
             cluster.execute(statement.as_string(None))
+            if member and cluster.user != SUPERUSER:
+                cluster.execute(sql.SQL("GRANT {} TO {}").format(
+                    sql.Identifier(role), sql.Identifier(cluster.user)).as_string(None))
     try:
         yield
     finally:
@@ -86,6 +130,7 @@ def wal_archive(pg_base: Path) -> Path:
 def prod(pg_base: Path, wal_archive: Path):
     cluster = LocalCluster.create(pg_base / "prod", PASSWORD, archive_dir=wal_archive)
     cluster.start()
+    rds_roles(cluster)
     yield cluster
     cluster.destroy()
 
@@ -94,25 +139,27 @@ def prod(pg_base: Path, wal_archive: Path):
 def copyhost(pg_base: Path):
     cluster = LocalCluster.create(pg_base / "copyhost", PASSWORD)
     cluster.start()
+    rds_roles(cluster)
     yield cluster
     cluster.destroy()
 
 
 @pytest.fixture
 def new_db(request):
-    """Factory: `new_db(cluster)` -> name of a fresh database dropped after the test."""
-    created: list[tuple[LocalCluster, str]] = []
+    """Factory: `new_db(cluster)` -> name of a fresh database, owned by MASTER
+    (as the databases an RDS master user creates), dropped after the test."""
+    created: list[tuple[LocalCluster, str, str]] = []
 
     def make(cluster: LocalCluster, prefix: str = "db") -> str:
         name = f"{prefix}_{os.getpid()}_{next(_counter)}"
-        cluster.create_database(name)
-        created.append((cluster, name))
+        cluster.create_database(name)   # by MASTER (CREATEDB): its owner
+        created.append((cluster, name, cluster.user))
         return name
 
     yield make
-    for cluster, name in created:
+    for cluster, name, owner in created:
         try:
-            with cluster.connect(autocommit=True) as conn:
+            with cluster.connect(user=owner, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                     sql.Identifier(name)))
         except psycopg.OperationalError:
@@ -141,6 +188,7 @@ def make_pitr_copy(prod: LocalCluster, prod_base_backup: Path, wal_archive: Path
         prod.archive_current_wal(wal_archive)
         copy = pitr_copy(prod_base_backup, wal_archive,
                          pg_base / f"pitr_{os.getpid()}_{next(_counter)}", target_time, PASSWORD)
+        copy.user = MASTER   # prod's roles came with the copy
         copies.append(copy)
         return copy
 

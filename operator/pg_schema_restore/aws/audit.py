@@ -120,6 +120,9 @@ class DynamoAudit:
             "targets": record.targets,
             "error": record.error,
             "deleted": record.result.get("deleted"),
+            # memberships grantMembership lent the connecting role, and their revocation
+            "grantedMemberships": record.result.get("grantedMemberships"),
+            "revokedMemberships": record.result.get("revokedMemberships"),
             # [] once a retried cleanup succeeds: the old errors must not linger
             "cleanupErrors": record.result.get("cleanupErrors") or [],
         }

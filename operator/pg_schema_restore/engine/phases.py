@@ -92,8 +92,10 @@ def initialize(record: RestoreRecord, ctx: Context) -> None:
     record.targets = spec.target_names(info.snapshot_time)
     suffix = spec.suffix(info.snapshot_time)
     record.resources.setdefault("suffix", suffix)
-    # Target names free and ≤ 63 bytes, database reachable: checked in production.
-    _step(ctx, record, requests.Precheck(spec.schemas, suffix), source=False)
+    # Target names free and ≤ 63 bytes, database reachable, the role may create
+    # the schemas and own what production's schemas hold: checked in production.
+    _step(ctx, record, requests.Precheck(spec.schemas, suffix,
+                                         grant_membership=spec.grant_membership), source=False)
     if spec.data_copy == "dms" and ctx.dms is None:
         raise InvalidSpec("dataCopy dms needs AWS DMS (not available here)")
     ctx.artifact_cleaner.check(artifacts_location(record, ctx))
@@ -146,6 +148,7 @@ def temporary_database(record: RestoreRecord, ctx: Context) -> None:
 def schema_extraction(record: RestoreRecord, ctx: Context) -> None:
     spec = record.requested
     ctx.temp_dbs.credentials(record, spec, lambda: ctx.save(record))
+    _borrow_memberships(record, ctx)
     location = artifacts_location(record, ctx)
     record.resources["artifacts"] = location
     ctx.save(record)
@@ -157,6 +160,41 @@ def schema_extraction(record: RestoreRecord, ctx: Context) -> None:
     record.schemas_created = True
     ctx.save(record)
     _step(ctx, record, requests.ApplyPre(location), source=False)
+
+
+def _borrow_memberships(record: RestoreRecord, ctx: Context) -> None:
+    """Before extraction: may the connecting role read and own every object, in
+    the copy and in production? If not, stop (MissingRoleMembership), or with
+    grantMembership grant what it lacks. Production's grants are recorded
+    before they are made, so Cleanup revokes them whatever happens next; the
+    copy's go with the copy."""
+    spec = record.requested
+    checked = _step(ctx, record, requests.Rights(spec.schemas, record.resources["suffix"],
+                                                 grant_membership=spec.grant_membership))
+    missing = checked.get("missing", {}) if isinstance(checked, dict) else {}
+    for side in requests.SIDES:
+        roles = tuple(missing.get(side) or ())
+        if not roles:
+            continue
+        if side == "production":
+            record.resources["grantedMemberships"] = list(roles)
+            ctx.save(record)
+        _step(ctx, record, requests.Membership(side, roles),
+              source=side == "copy", target=side == "production")
+        record.result.setdefault("grantedMemberships", {})[side] = list(roles)
+        ctx.on_event({"event": "memberships_granted", "restoreId": record.restore_id,
+                      "side": side, "roles": list(roles)})
+    ctx.save(record)
+
+
+def _revoke_memberships(record: RestoreRecord, ctx: Context) -> None:
+    """Take back production's memberships grantMembership granted (recorded)."""
+    roles = tuple(record.resources.get("grantedMemberships") or ())
+    if roles and not record.result.get("revokedMemberships"):
+        _step(ctx, record, requests.Membership("production", roles, revoke=True),
+              source=False)
+        record.result["revokedMemberships"] = list(roles)
+        ctx.save(record)
 
 
 # -- 4 -----------------------------------------------------------------------
@@ -218,6 +256,11 @@ def cleanup(record: RestoreRecord, ctx: Context) -> None:
             ctx.save(record)
         except RestoreError as exc:
             problems.append(f"drop restored schemas: {exc.message}")
+    if spec is not None:
+        try:
+            _revoke_memberships(record, ctx)
+        except RestoreError as exc:
+            problems.append(f"revoke granted memberships: {exc.message}")
     tasks: dict[str, Callable[[], Any]] = {"temporaryDatabase": lambda: ctx.temp_dbs.delete(record),
                                            "steps": ctx.executor.cleanup}
     if ctx.dms is not None and (spec is None or spec.data_copy == "dms"):

@@ -176,6 +176,12 @@ class RestoreSpec:
         "VALID (it still checks new rows) with a warning naming it and its orphan rows "
         "(keepNotValid), or fail the restore (fail)",
         {"type": "string", "enum": list(FOREIGN_KEYS)}, default=KEEP_NOT_VALID)
+    grant_membership: bool = api_field(
+        "grantMembership", "when the connecting role is not a member of a role owning the "
+        "schemas' objects (RDS: the master user is no superuser), grant it that membership "
+        "for the restore's duration and revoke it afterwards, recorded in status and audit; "
+        "otherwise the restore stops early with MissingRoleMembership and the GRANTs to run",
+        {"type": "boolean"}, default=False)
     artifacts_location: str = api_field(
         "artifactsLocation", "s3://bucket/prefix for the DDL artifacts (default: the "
         "operator's)", {"type": "string", "pattern": r"^s3://[a-z0-9.-]{3,63}(/.*)?$"},
@@ -230,7 +236,8 @@ class RestoreSpec:
 
 # -- one walk over the field declarations, for parsing and printing -------------
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,), "integer": (int,), "array": (list, tuple), "object": (dict,)}
+    "string": (str,), "integer": (int,), "array": (list, tuple), "object": (dict,),
+    "boolean": (bool,)}
 
 
 def _parse_object(cls: type, data: Any, prefix: str) -> Any:

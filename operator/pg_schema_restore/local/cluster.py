@@ -3,7 +3,9 @@
 Used by the demo, by the `local` temporary-database provider and by the
 tests: a "production" cluster with WAL archiving, a base backup, and a
 second cluster restored from that backup by replaying archived WAL up to an
-exact instant -- the same thing RDS does, on this machine.
+exact instant -- the same thing RDS does, on this machine. `rds_roles`
+gives a cluster the roles RDS gives an instance: a master user that is no
+superuser, so the data plane runs here as it will run there.
 
 PostgreSQL refuses to run as root, so when we are root every server-side
 command runs as the `postgres` system user (created by Debian's package).
@@ -22,9 +24,28 @@ from datetime import datetime
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 SUPERUSER = "postgres"
+RDS_SUPERUSER = "rds_superuser"   # RDS's NOLOGIN role of the master user
+MASTER = "master"                 # RDS's master user: CREATEDB, CREATEROLE, no superuser
+
+
+def rds_roles(cluster: "LocalCluster", password: str,
+              application_roles: tuple[str, ...] = ()) -> None:
+    """The roles RDS gives an instance: `rds_superuser` (NOLOGIN) and the
+    master user in it with CREATEDB and CREATEROLE, no superuser. The
+    application roles are created by the master user, as on RDS (on
+    PostgreSQL 16+ it then holds ADMIN OPTION on them; it is no member)."""
+    with cluster.connect(user=SUPERUSER, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(RDS_SUPERUSER)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {} IN ROLE {}")
+                     .format(sql.Identifier(MASTER), sql.Literal(password),
+                             sql.Identifier(RDS_SUPERUSER)))
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(MASTER)))
+        for role in application_roles:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
 
 
 def server_bindir() -> Path:
@@ -95,6 +116,7 @@ class LocalCluster:
     datadir: Path
     port: int
     password: str
+    user: str = SUPERUSER   # whom connections log in as by default (`rds_roles`: MASTER)
     logfile: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -169,17 +191,21 @@ class LocalCluster:
                 self.logfile.unlink()
 
     # -- connections -----------------------------------------------------
-    def dsn(self, dbname: str = "postgres", user: str = SUPERUSER,
+    def dsn(self, dbname: str = "postgres", user: str | None = None,
             password: str | None = None) -> str:
-        return make_conninfo(host="127.0.0.1", port=self.port, dbname=dbname, user=user,
+        return make_conninfo(host="127.0.0.1", port=self.port, dbname=dbname,
+                             user=self.user if user is None else user,
                              password=self.password if password is None else password)
 
-    def connect(self, dbname: str = "postgres", **kwargs) -> psycopg.Connection:
-        return psycopg.connect(self.dsn(dbname), **kwargs)
+    def connect(self, dbname: str = "postgres", *, user: str | None = None,
+                **kwargs) -> psycopg.Connection:
+        return psycopg.connect(self.dsn(dbname, user=user), **kwargs)
 
-    def execute(self, sql: str, dbname: str = "postgres") -> None:
+    def execute(self, sql: str, dbname: str = "postgres", *, user: str | None = None,
+                password: str | None = None) -> None:
         """Run a script with autocommit (CREATE DATABASE and friends)."""
-        with self.connect(dbname, autocommit=True) as conn:
+        with psycopg.connect(self.dsn(dbname, user=user, password=password),
+                             autocommit=True) as conn:
             conn.execute(sql)
 
     def create_database(self, name: str, template: str | None = None) -> None:
@@ -189,7 +215,6 @@ class LocalCluster:
         into the WAL; on an archiving cluster every later point-in-time copy
         then replays it. FILE_COPY logs a few records instead.
         """
-        from psycopg import sql
         statement = sql.SQL("CREATE DATABASE {} STRATEGY FILE_COPY").format(sql.Identifier(name))
         if template is not None:
             statement = sql.SQL("{} TEMPLATE {}").format(statement, sql.Identifier(template))
@@ -222,7 +247,7 @@ class LocalCluster:
 
         Recovery to a time needs WAL *after* the target to know it is reached.
         """
-        with self.connect(autocommit=True) as conn:
+        with self.connect(user=SUPERUSER, autocommit=True) as conn:   # pg_switch_wal
             # Make sure the segment we switch away from holds a commit record.
             conn.execute("SELECT txid_current()")
             lsn_row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
