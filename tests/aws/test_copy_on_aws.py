@@ -9,7 +9,7 @@ parameter groups). The copies are genuine PITR copies (tests/support/aws.py).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3

@@ -28,10 +28,6 @@ ROLE_ARN = "arn:aws:iam::123456789012:role/pgsr-state-machine"
 DMS_ROLE_ARN = "arn:aws:iam::123456789012:role/pgsr-dms-secrets"
 
 
-def iso(point: datetime) -> str:
-    return point.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 class Machine:
     """The deployed state machine and what its ECS tasks did."""
 

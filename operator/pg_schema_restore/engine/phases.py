@@ -141,7 +141,7 @@ def temporary_database(record: RestoreRecord, ctx: Context) -> None:
     if spec.data_copy == "dms":
         assert ctx.dms is not None
         ctx.dms.start_instance(record, spec, lambda: ctx.save(record))
-    _add_warnings(record, ctx, {"warnings": ctx.temp_dbs.wait_ready(record)})
+    add_warnings(record, ctx, {"warnings": ctx.temp_dbs.wait_ready(record)})
 
 
 # -- 3 -----------------------------------------------------------------------
