@@ -121,6 +121,17 @@ class Endpoint:
         return self._sanitize(text)
 
 
+def refuse_same_database(src: psycopg.Connection, tgt: psycopg.Connection,
+                         source: Endpoint, target: Endpoint) -> None:
+    """A step that changes its source (renames, grants) must never be given
+    production as the copy."""
+    if same_database(src, tgt):
+        raise DataPlaneError(
+            "SameDatabase",
+            f"source {source.describe()} and target {target.describe()} are the same "
+            "database; a restore only changes a disposable copy")
+
+
 def same_database(source: psycopg.Connection, target: psycopg.Connection) -> bool:
     """True when both connections reach the very same database.
 

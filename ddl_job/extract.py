@@ -30,7 +30,7 @@ from . import casts, clients, constraints, dump, foreign_keys, inheritance, priv
 from .artifacts import ArtifactStore
 from .catalog import existing_schemas, schemas_marked_by
 from .caveats import report_caveats
-from .conn import Endpoint, same_database
+from .conn import Endpoint, refuse_same_database
 from .errors import DataPlaneError
 from .links import cut_cross_schema_links
 from .manifest import (
@@ -65,11 +65,7 @@ def extract(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str,
 
     with source.connect(application_name="pgsr-extract") as src, \
             target.connect(application_name="pgsr-extract") as tgt:
-        if same_database(src, tgt):
-            raise DataPlaneError(
-                "SameDatabase",
-                f"source {source.describe()} and target {target.describe()} are the same "
-                "database; extract only runs on a disposable copy")
+        refuse_same_database(src, tgt, source, target)
         check_targets_free(tgt, mapping, target, restore_id)
         # old and new names: a resumed run finds some schemas already renamed
         privileges.check_roles_exist(src, tgt, list(mapping) + list(mapping.values()),

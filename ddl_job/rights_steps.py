@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import rights, superuser_only
-from .conn import Endpoint, same_database
-from .errors import DataPlaneError
+from .conn import Endpoint, refuse_same_database
 from .names import target_names
 from .progress import NullReporter, Reporter
 
@@ -25,11 +24,7 @@ def check(source: Endpoint, target: Endpoint, schemas: list[str], suffix: str, *
     mapping = target_names(schemas, suffix)
     with source.connect(application_name="pgsr-rights") as src, \
             target.connect(application_name="pgsr-rights") as tgt:
-        if same_database(src, tgt):
-            raise DataPlaneError(
-                "SameDatabase",
-                f"source {source.describe()} and target {target.describe()} are the same "
-                "database; a restore only reads a disposable copy")
+        refuse_same_database(src, tgt, source, target)
         # old and new names: a resumed run finds some schemas already renamed
         names = list(mapping) + list(mapping.values())
         superuser_only.refuse(src, tgt, names, target.describe())

@@ -22,25 +22,18 @@ from pg_schema_restore.config import OperatorConfig
 from pg_schema_restore.k8s import handlers
 from pg_schema_restore.local.cluster import free_port
 from support.aws import BUCKET, TENANTS
+from support.kube import serve_in_process
 from support.kubelet import LocalKubelet
 from support.pg import restore_point
 from support.sfn_world import Machine, iso
 
-CRD = "crds/schemarestores.pgschemarestore.io.yaml"
 GROUP, VERSION, PLURAL = "pgschemarestore.io", "v1alpha1", "schemarestores"
 PHASE_CONDITIONS = ("TemporaryDatabaseReady", "SchemaExtracted", "PreDataApplied",
                     "DataCopied", "PostDataApplied", "CleanedUp")
 
 
 def _start(aws_world, kube_cluster, monkeypatch, request, ns: str) -> tuple[dict, Machine]:
-    kube_cluster.kubectl("apply", "--validate=false", "-f", str(request.config.rootpath / CRD))
-    kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                         "crd/schemarestores.pgschemarestore.io")
-    kube_cluster.kubectl("create", "namespace", ns)
-    monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
-    import kubernetes.config.kube_config as kube_config_module
-    monkeypatch.setattr(kube_config_module, "KUBE_CONFIG_DEFAULT_LOCATION",
-                        str(kube_cluster.kubeconfig))
+    serve_in_process(kube_cluster, monkeypatch, ns)
     machine = Machine(aws_world, monkeypatch)
     defaults = {k: v for k, v in aws_world.spec(snapshotId="unused").items()
                 if k in ("source", "temporaryDatabase")}

@@ -150,3 +150,20 @@ def pod_succeeded_status(container_names: list[str], exit_code: int = 0) -> dict
                                      "startedAt": now, "finishedAt": now}},
         } for name in container_names],
     }}
+
+
+CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "schemarestores.pgschemarestore.io.yaml"
+
+
+def serve_in_process(kube_cluster: KubeCluster, monkeypatch, namespace: str) -> None:
+    """The CRD established, `namespace` created, and this process's kubernetes
+    client (kopf's, in a KopfRunner) pointed at the test control plane."""
+    kube_cluster.kubectl("apply", "--validate=false", "-f", str(CRD_FILE))
+    kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                         "crd/schemarestores.pgschemarestore.io")
+    kube_cluster.kubectl("create", "namespace", namespace)
+    monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
+    # The client library read KUBECONFIG when first imported (kopf logs in with it).
+    import kubernetes.config.kube_config as kube_config_module
+    monkeypatch.setattr(kube_config_module, "KUBE_CONFIG_DEFAULT_LOCATION",
+                        str(kube_cluster.kubeconfig))
