@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import pytest
 from psycopg import sql
 
-from pg_schema_restore.local.cluster import LocalCluster
+from pg_schema_restore.local.cluster import SUPERUSER, LocalCluster
 from support import corpora
 from support.catalog_compare import compare_schemas, summarize
 from support.ddl_job_cli import Run, run_ddl_job
@@ -69,7 +69,9 @@ def clone_db(request):
 
     yield make
     for cluster, name in made:
-        with cluster.connect(autocommit=True) as conn:
+        # as the superuser: the regression corpus's clones are made by one
+        # (fixture teardown, not the restore under test)
+        with cluster.connect(autocommit=True, user=SUPERUSER) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(name)))
 

@@ -95,7 +95,7 @@ def test_the_ddl_job_image_restores_what_the_local_steps_restore(
     image_artifacts = tmp_path / "image"
     image_artifacts.mkdir()
     image_artifacts.chmod(0o777)   # the image runs as uid 65532
-    with docker_engine(tmp_path / "docker") as docker:
+    with docker_engine() as docker:
         docker.require(DDL_JOB_IMAGE)
         version = docker("run", "--rm", DDL_JOB_IMAGE, "pg_dump", "--version").stdout
         assert "(PostgreSQL) 17" in version, version
@@ -132,7 +132,7 @@ def test_the_operator_image_answers_healthz_and_reconciles(kube_cluster, tmp_pat
     shutil.copy(kube_cluster.kubeconfig, kubeconfig)
     kubeconfig.chmod(0o644)
     port = free_port()
-    with docker_engine(tmp_path / "docker") as docker:
+    with docker_engine() as docker:
         docker.require(OPERATOR_IMAGE)
         name = f"pgsr-operator-{namespace}"
         docker("run", "-d", "--name", name, "--network", "host",

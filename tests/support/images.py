@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,9 +51,13 @@ class Engine:
 
 
 @contextmanager
-def docker_engine(run_dir: Path) -> Iterator[Engine]:
+def docker_engine() -> Iterator[Engine]:
+    """The engine, in a short run directory of its own: containerd's sockets
+    live there, and a unix socket path may not exceed 107 bytes (a pytest
+    tmp_path under xdist does)."""
     if not DATA_ROOT.exists():
         pytest.fail(f"no image store at {DATA_ROOT}: run ./scripts/images/build.sh")
+    run_dir = Path(tempfile.mkdtemp(prefix="pgsr-dockerd-", dir="/tmp"))
     with open(DATA_ROOT.parent / "docker.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         started = subprocess.run([str(DOCKERD), "start", str(run_dir), str(DATA_ROOT)],
@@ -63,3 +69,4 @@ def docker_engine(run_dir: Path) -> Iterator[Engine]:
         finally:
             subprocess.run([str(DOCKERD), "stop", str(run_dir)], capture_output=True,
                            timeout=120)
+            shutil.rmtree(run_dir, ignore_errors=True)
