@@ -41,6 +41,7 @@ from support.aws import (
     SavedRecord,
     fast_poller,
     secrets_backend,
+    temporary_secret_read,
 )
 from support.pg import restore_point
 
@@ -502,9 +503,9 @@ def test_failure_after_pre_data_drops_the_new_schemas_and_cleans_up(aws_world):
     """A phase fails after pre-data was applied: the restore's own schemas are
     dropped, nothing else is touched, every temporary resource is deleted."""
     point, _, before = prepare(aws_world)
-    # The copy step's read of the temporary secret (its third: rights, extract, copy) is denied.
-    fault = aws_world.sim.fail("secrets-manager.GetSecretValue", skip=2,
-                               match=lambda p: p.get("SecretId", "").startswith("pgsr-"))
+    # The copy step's read of the temporary secret is denied.
+    fault = aws_world.sim.fail("secrets-manager.GetSecretValue",
+                               match=temporary_secret_read("copy"))
     record = aws_world.run(aws_world.spec(restoreTime=iso(point)))
     assert fault.fired == 1
     assert record.schemas_created
@@ -613,9 +614,11 @@ def test_grant_membership_revoked_after_a_failure(aws_world):
     """A restore that fails after the grant still has it revoked by Cleanup."""
     _membership(aws_world, grant=False)
     point, _, before = prepare(aws_world)
-    aws_world.sim.fail("secrets-manager.GetSecretValue", skip=2,
-                       match=lambda p: p.get("SecretId", "").startswith("pgsr-"))
+    # The copy step's read of the temporary secret is denied, after both grants.
+    fault = aws_world.sim.fail("secrets-manager.GetSecretValue",
+                               match=temporary_secret_read("copy"))
     record = aws_world.run(aws_world.spec(restoreTime=iso(point), grantMembership=True))
+    assert fault.fired == 1
     assert record.phase == "Failed", record.error
     assert record.result["revokedMemberships"] == [aws_world.owner]
     assert not _is_member(aws_world)

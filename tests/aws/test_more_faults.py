@@ -35,6 +35,7 @@ from support.aws import (
     SavedRecord,
     _BridgeHandler,
     rds_backend,
+    temporary_secret_read,
 )
 from support.pg import restore_point
 from support.specs import ENGINE_CASES, invalid_cases
@@ -566,8 +567,7 @@ def _fail_after_pre_data_then_crash_in_cleanup(world) -> tuple[RestoreRecord, di
     run is resumed from the last saved record."""
     point, before = prepare(world)
     sim = world.sim
-    sim.fail("secrets-manager.GetSecretValue", skip=2,
-             match=lambda p: p.get("SecretId", "").startswith("pgsr-"))   # copy step
+    sim.fail("secrets-manager.GetSecretValue", match=temporary_secret_read("copy"))
     crash = sim.crash_after("rds.DeleteDBInstance")
     saved = SavedRecord()
     record = world.record(world.spec(restoreTime=iso(point)))
@@ -609,8 +609,7 @@ def test_cleanup_error_on_a_failed_restore_then_retry_keeps_the_first_error(aws_
         pytest.skip("runner.retry_cleanup is not there (yet)")
     point, before = prepare(aws_world)
     sim = aws_world.sim
-    sim.fail("secrets-manager.GetSecretValue", skip=2,
-             match=lambda p: p.get("SecretId", "").startswith("pgsr-"))   # copy step
+    sim.fail("secrets-manager.GetSecretValue", match=temporary_secret_read("copy"))
     sim.fail("secrets-manager.DeleteSecret", code="AccessDeniedException")
     record = aws_world.record(aws_world.spec(restoreTime=iso(point)))
     record = runner.run(record, aws_world.context(record))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import boto3
 from pg_schema_restore import wiring
+from pg_schema_restore.aws.session import secret_name
 from pg_schema_restore.config import OperatorConfig
 from pg_schema_restore.engine import runner
 from support.aws import BUCKET, REGION, fast_poller
@@ -38,3 +39,12 @@ def test_temporary_secret_is_made_in_the_sources_region(aws_world):
     assert record.resources["temporarySecret"].startswith(
         f"arn:aws:secretsmanager:{REGION}:")
     assert aws_world.leftovers(record.restore_id) == []
+
+
+def test_messages_name_a_secret_recorded_by_its_arn():
+    """The record keeps ARNs (they carry the region); cleanup says names, what
+    people know a secret by (AWS appends `-` and six characters to the name)."""
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:pgsr-0123456789-secret-AbC123"
+    assert secret_name(arn) == "pgsr-0123456789-secret"
+    assert secret_name("arn:aws:secretsmanager:eu-west-1:1:secret:team/db-x-Zz9Yy8") == "team/db-x"
+    assert secret_name("pgsr-0123456789-secret") == "pgsr-0123456789-secret"

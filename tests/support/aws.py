@@ -63,7 +63,9 @@ import functools
 import hashlib
 import itertools
 import json
+import re
 import secrets
+import sys
 import threading
 import time
 from collections import Counter
@@ -83,6 +85,7 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
 from psycopg import sql
 
+from ddl_job.requests import StepRequest
 from pg_schema_restore.engine import runner
 from pg_schema_restore.engine.record import RestoreRecord, restore_id_for
 from pg_schema_restore.engine.spec import RestoreSpec
@@ -230,6 +233,33 @@ class Fault:
             self.fired += 1
             return True
         return False
+
+
+_TEMPORARY_SECRET = re.compile(r"(^|:secret:)pgsr-[0-9a-z]+-secret(-[0-9A-Za-z]{6})?$")
+
+
+def _current_step() -> str | None:
+    """The data-plane step this thread is resolving connections for: the
+    `request` of the executor's `run` frame up the stack (None outside one)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        request = frame.f_locals.get("request")
+        if isinstance(request, StepRequest):
+            return request.step
+        frame = frame.f_back
+    return None
+
+
+def temporary_secret_read(step: str) -> Callable[[dict[str, Any]], bool]:
+    """A `match` for GetSecretValue: a read of a restore's temporary secret (by
+    name or by ARN, as the record keeps it) made for data-plane step `step`.
+
+    Faults aimed at "the copy step's read" say so, instead of counting the
+    reads of the steps before it (rights, membership, extract, ... change)."""
+    def match(params: dict[str, Any]) -> bool:
+        return (bool(_TEMPORARY_SECRET.search(str(params.get("SecretId", ""))))
+                and _current_step() == step)
+    return match
 
 
 @functools.lru_cache(maxsize=None)

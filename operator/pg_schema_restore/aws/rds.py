@@ -35,7 +35,7 @@ temporary secret instead. Either way the temporary secret points at the
 copy's endpoint. It is created where the copy lives, in
 `spec.source.region` (default: the session's region), named
 `record.resource_name("secret")`, and recorded by its ARN, which carries
-that region to every later read and delete.
+that region to every later read and delete; messages name it by its name.
 
 Cleanup deletes the writer/instances (SkipFinalSnapshot, automated backups
 too), waits for them to be gone, deletes the cluster (automated backups too;
@@ -65,7 +65,7 @@ from ..engine.record import RestoreRecord
 from ..engine.spec import RestoreSpec
 from . import placement
 from .session import (RESTORE_ID_TAG, Clients, Poller, as_utc, error_code, error_message,
-                      has_restore_tag, restore_tags)
+                      has_restore_tag, restore_tags, secret_name)
 
 log = logging.getLogger(__name__)
 
@@ -674,10 +674,11 @@ class RdsTemporaryDatabases:
                         lambda: self.secrets.find_tagged(RESTORE_ID_TAG, record.restore_id,
                                                          region)) or []
         ours = restore_tags(record.restore_id)
-        for name in _unique([record.resources.get("temporarySecret"), *found]):
-            if attempt(f"secret {name}",
-                       lambda n=name: self.secrets.force_delete(n, only_if_tagged=ours)):
-                deleted.append(f"secret {name}")
+        # Called by ARN (its region), reported by name (what people know).
+        for secret_id in _unique([record.resources.get("temporarySecret"), *found]):
+            if attempt(f"secret {secret_name(secret_id)}",
+                       lambda s=secret_id: self.secrets.force_delete(s, only_if_tagged=ours)):
+                deleted.append(f"secret {secret_name(secret_id)}")
         if problems:
             raise CleanupFailed("; ".join(problems)
                                 + (f" (deleted: {', '.join(deleted)})" if deleted else ""))

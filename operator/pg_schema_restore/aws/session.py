@@ -103,6 +103,19 @@ def region_of_arn(value: str) -> str | None:
     return None
 
 
+def secret_name(secret_id: str) -> str:
+    """The name people know a secret by, from its ARN or its name.
+
+    A Secrets Manager ARN ends `:secret:NAME-XXXXXX` (six random characters
+    AWS appends); the record keeps ARNs (they carry the region), messages say
+    names. A name is returned as it is."""
+    if region_of_arn(secret_id) is None:
+        return secret_id
+    resource = secret_id.split(":", 6)[-1]
+    name, dash, suffix = resource.rpartition("-")
+    return name if dash and name and len(suffix) == 6 else resource
+
+
 def restore_tags(restore_id: str) -> list[dict[str, str]]:
     """The tag every temporary resource of a restore carries."""
     return [{"Key": RESTORE_ID_TAG, "Value": restore_id}]
