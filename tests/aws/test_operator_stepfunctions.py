@@ -38,7 +38,11 @@ def _start(aws_world, kube_cluster, monkeypatch, request, ns: str) -> tuple[dict
     defaults = {k: v for k, v in aws_world.spec(snapshotId="unused").items()
                 if k in ("source", "temporaryDatabase")}
     handlers.configure(OperatorConfig(
-        provider="aws", executor="job", artifacts_root=f"s3://{BUCKET}/restores",
+        # An operator outside a pod is told where Jobs go (the chart sets
+        # PGSR_JOB_NAMESPACE); without it the operator refuses to start. The
+        # defaults name raw ids, which only allow_raw_sources admits.
+        provider="aws", executor="job", job_namespace=ns, allow_raw_sources=True,
+        artifacts_root=f"s3://{BUCKET}/restores",
         spec_defaults=defaults, metrics_port=0, job_poll_seconds=0.2,
         state_machine_arn=machine.arn, sfn_poll_seconds=0.2,
         sfn_waits={"seconds": 0, "maxPolls": 40}))

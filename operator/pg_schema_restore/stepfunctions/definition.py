@@ -8,7 +8,9 @@ failure path is the same reshaping into `$.failure`. The shape:
 
 Initialize (Lambda: the engine's `phases.initialize`: spec, source kind,
 restore window or snapshot ownership, target names free, artifacts usable,
-audit item) -> restore the copy (aws-sdk RDS, four paths) -> bounded poll
+audit item) -> restore the copy (aws-sdk RDS, four paths) -> start DMS's
+instance (Lambda: the DMS adapter's `start_instance`, dataCopy dms only) ->
+a cluster polled to `available` before its writer is created -> bounded poll
 loop that fails on terminal states -> Credentials (Lambda: the engine's
 `credentials`) -> extract, apply pre-data, copy, apply post-data, verify
 (ECS `runTask.sync`, the `ddl_job` image) -> Collect (Lambda: the record's
@@ -174,23 +176,58 @@ def _restore_states() -> dict[str, Any]:
             "SourceDbInstanceIdentifier.$": "$.plan.sourceId",
             "TargetDbInstanceIdentifier.$": "$.plan.instanceId",
             "RestoreTime.$": "$.plan.restoreTime", **instance},
-            "WaitTemporaryDatabase", fail,
+            "DmsInstanceKind", fail,
             already_exists="Rds.DbInstanceAlreadyExistsException"),
         "RestoreInstanceFromSnapshot": _rds("restoreDBInstanceFromDBSnapshot", {
             "DbInstanceIdentifier.$": "$.plan.instanceId",
             "DbSnapshotIdentifier.$": "$.plan.snapshotId", **instance},
-            "WaitTemporaryDatabase", fail,
+            "DmsInstanceKind", fail,
             already_exists="Rds.DbInstanceAlreadyExistsException"),
         "RestoreClusterToPointInTime": _rds("restoreDBClusterToPointInTime", {
             "DbClusterIdentifier.$": "$.plan.clusterId",
             "SourceDbClusterIdentifier.$": "$.plan.sourceId",
             "RestoreToTime.$": "$.plan.restoreTime", "RestoreType": "full-copy", **network},
-            "CreateWriter", fail, already_exists="Rds.DbClusterAlreadyExistsException"),
+            "DmsInstanceKind", fail, already_exists="Rds.DbClusterAlreadyExistsException"),
         "RestoreClusterFromSnapshot": _rds("restoreDBClusterFromSnapshot", {
             "DbClusterIdentifier.$": "$.plan.clusterId",
             "SnapshotIdentifier.$": "$.plan.snapshotId",
             "Engine.$": "$.plan.engine", "EngineVersion.$": "$.plan.engineVersion", **network},
-            "CreateWriter", fail, already_exists="Rds.DbClusterAlreadyExistsException"),
+            "DmsInstanceKind", fail, already_exists="Rds.DbClusterAlreadyExistsException"),
+        # As the native engine (phases.temporary_database): DMS's instance is
+        # started right after the restore call, while RDS restores.
+        "DmsInstanceKind": {"Type": "Choice", "Choices": [
+            {"Variable": "$.plan.dataCopy", "StringEquals": "dms",
+             "Next": "StartReplicationInstance"}], "Default": "RestoredKind"},
+        "StartReplicationInstance": _lambda("startDms", "ReplicationInstanceStarted",
+                                            catch=fail),
+        "ReplicationInstanceStarted": {"Type": "Choice", "Choices": [
+            {"Variable": "$.failure", "IsPresent": True, "Next": "Collect"}],
+            "Default": "RestoredKind"},
+        "RestoredKind": {"Type": "Choice", "Choices": [
+            {"Variable": "$.plan.kind", "StringEquals": "cluster",
+             "Next": "WaitRestoredCluster"}], "Default": "WaitTemporaryDatabase"},
+        # AWS creates instances only in an `available` cluster (aws/rds.py _wait_cluster).
+        "WaitRestoredCluster": {"Type": "Wait", "SecondsPath": "$.plan.wait.seconds",
+                                "Next": "CountClusterPoll"},
+        "CountClusterPoll": _count("$.counts.cluster", "DescribeRestoredCluster"),
+        "DescribeRestoredCluster": _rds(
+            "describeDBClusters", {"DbClusterIdentifier.$": "$.plan.clusterId"},
+            "RestoredClusterState", fail,
+            result_selector={"status.$": "$.DbClusters[0].Status"},
+            result_path="$.poll.cluster"),
+        "RestoredClusterState": {"Type": "Choice", "Choices": [
+            {"Or": [{"Variable": "$.poll.cluster.status", "StringEquals": s}
+                    for s in sorted(TERMINAL_STATES)], "Next": "TemporaryDatabaseFailed"},
+            {"Variable": "$.poll.cluster.status", "StringEquals": "available",
+             "Next": "CreateWriter"},
+            {"Variable": "$.counts.cluster.n",
+             "NumericGreaterThanEqualsPath": "$.plan.wait.maxPolls",
+             "Next": "RestoredClusterTimedOut"}],
+            "Default": "WaitRestoredCluster"},
+        "RestoredClusterTimedOut": _failure("TemporaryDatabase", "TemporaryDatabaseTimeout", {
+            "message.$": "States.Format('DB cluster {} still {} after {} polls (its writer '"
+                         "'can be created only once it is available)', $.plan.clusterId, "
+                         "$.poll.cluster.status, $.counts.cluster.n)"}),
         "CreateWriter": _rds("createDBInstance", {
             "DbInstanceIdentifier.$": "$.plan.instanceId",
             "DbClusterIdentifier.$": "$.plan.clusterId",
@@ -292,7 +329,7 @@ def _count(path: str, next_state: str) -> dict[str, Any]:
 
 
 def _dms_states() -> dict[str, Any]:
-    """DataCopy with DMS: the instance (started by Initialize) ready, two endpoints
+    """DataCopy with DMS: the instance (started after the restore call) ready, two endpoints
     whose connection tests are polled to an outcome, one full-load task per schema
     (Map, bounded concurrency), each judged by status, stop reason and table
     statistics; then the sequences step."""

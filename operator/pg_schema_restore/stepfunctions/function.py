@@ -10,6 +10,8 @@ mirrors it as it is.
   or snapshot ownership, target names free in production, artifacts
   usable, audit item), then the plan the state machine follows: resource
   ids, RDS parameters, each data-plane step's ECS command.
+- `startDms`: the DMS adapter's `start_instance` (dataCopy dms), right after
+  the restore call as in `phases.temporary_database`.
 - `credentials`: the engine's `credentials` (reset the master password into
   the temporary secret, or the historical secret version).
 - `collect`: the record's error from `$.failure` (a step's own reason
@@ -195,9 +197,23 @@ def initialize(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
         return _refused(state, record, "Initialize", exc)
     polled = {"status": "creating"}
     return {**state, "record": record.to_dict(), "plan": plan,
-            "counts": {"dmsInstance": {"n": 0}, "connections": {"n": 0}},
+            "counts": {"cluster": {"n": 0}, "dmsInstance": {"n": 0}, "connections": {"n": 0}},
             "poll": {"count": 0, "instance": polled,
                      "cluster": polled if kind == "cluster" else {"status": "available"}}}
+
+
+def start_dms(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """DMS's replication instance, started right after the restore call as the
+    native engine does (phases.temporary_database): billed from here, not from
+    Initialize. The record keeps its id, so the cleanup deletes it."""
+    record = _record(state)
+    try:
+        ctx = _context(record, state)
+        assert ctx.dms is not None
+        ctx.dms.start_instance(record, record.requested, lambda: None)
+    except (RestoreError, ClientError) as exc:
+        return _refused(state, record, "TemporaryDatabase", exc)
+    return {**state, "record": record.to_dict()}
 
 
 def credentials(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
@@ -383,7 +399,7 @@ def finish(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
 
 
 ACTIONS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
-    "initialize": initialize, "credentials": credentials, "collect": collect,
+    "initialize": initialize, "startDms": start_dms, "credentials": credentials, "collect": collect,
     "dropped": dropped, "delete": delete, "finish": finish,
 }
 
