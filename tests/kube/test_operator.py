@@ -21,6 +21,7 @@ from kubernetes import client
 from psycopg import sql
 
 from pg_schema_restore.local.secrets import LocalSecrets
+from support.kube import install_crd
 from support.kubelet import LocalKubelet
 from support.pg import restore_point
 
@@ -169,9 +170,7 @@ def crd(kube_cluster):
     # 1.20 does not know x-kubernetes-validations (CEL, 1.25+): client-side
     # validation would refuse the field; the server drops it (tests/test_crd.py
     # checks the rules with a CEL library instead).
-    kube_cluster.kubectl("apply", "--validate=false", "-f", str(CRD))
-    kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                         "crd/schemarestores.pgschemarestore.io")
+    install_crd(kube_cluster)
     return CRD
 
 

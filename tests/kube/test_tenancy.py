@@ -33,10 +33,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 from kube.test_operator import TENANT, World
 from support.helm import of_kind, render, rules_of
+from support.kube import install_crd
 from support.pg import restore_point
 
 REPO = Path(__file__).resolve().parents[2]
-CRD = REPO / "crds" / "schemarestores.pgschemarestore.io.yaml"
 GROUP, VERSION, PLURAL = "pgschemarestore.io", "v1alpha1", "schemarestores"
 SA = "pgsr-pg-schema-restore"   # the chart's service account for release "pgsr"
 RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
@@ -104,6 +104,16 @@ class Tenancy:
         api = self.kube.api_client()
         api.set_default_header("Impersonate-User", user)
         return api
+
+    def operator_may(self, verb: str, resource: str, namespace: str = "",
+                     group: str = "") -> bool:
+        """What the apiserver answers for the operator's ServiceAccount
+        (a SubjectAccessReview, asked as the admin)."""
+        review = client.AuthorizationV1Api(self.admin).create_subject_access_review({"spec": {
+            "user": self.user, "groups": ["system:serviceaccounts"],
+            "resourceAttributes": {"verb": verb, "resource": resource, "group": group,
+                                   "namespace": namespace}}})
+        return review.status.allowed
 
     def team(self, namespace: str, user: str) -> client.ApiClient:
         """`user` with a team's Role in `namespace`, and nothing else."""
@@ -211,9 +221,7 @@ def _credentials(dsns: list[str], *passwords: str) -> set[str]:
 @pytest.fixture
 def team_world(kube_cluster, prod, prod_base_backup, wal_archive, new_db, tmp_path):
     """Production with two tenants' schemas, a restore point, damage after it."""
-    kube_cluster.kubectl("apply", "--validate=false", "-f", str(CRD))
-    kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                         "crd/schemarestores.pgschemarestore.io")
+    install_crd(kube_cluster)
     db = new_db(prod, "tn")
     with prod.connect(db) as conn:
         for tenant in ("tenant_a", "tenant_b"):
@@ -350,13 +358,7 @@ def _no_cluster_rights(world: Tenancy) -> None:
             {"spec": {"namespace": namespace}}).status
         resources = {r for rule in review.resource_rules for r in rule.resources or []}
         assert resources & {"jobs", "secrets", "pods", "*"} == expect, (namespace, resources)
-    admin = client.AuthorizationV1Api(world.admin)
-
-    def allowed(verb: str, resource: str, namespace: str = "", group: str = "") -> bool:
-        return admin.create_subject_access_review({"spec": {
-            "user": world.user, "groups": ["system:serviceaccounts"],
-            "resourceAttributes": {"verb": verb, "resource": resource, "group": group,
-                                   "namespace": namespace}}}).status.allowed
+    allowed = world.operator_may
 
     for verb in ("get", "list", "create", "patch"):
         assert not allowed(verb, "secrets")                        # cluster-wide
@@ -397,20 +399,12 @@ def test_cluster_wide_mode_keeps_jobs_and_secrets_home(kube_cluster, tmp_path):
     """Without watchNamespaces the operator serves every namespace through
     the chart's ClusterRole, and still holds rights on secrets and jobs only
     in its own namespace. (No restore runs: a refusal shows it serves.)"""
-    kube_cluster.kubectl("apply", "--validate=false", "-f", str(CRD))
-    kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                         "crd/schemarestores.pgschemarestore.io")
+    install_crd(kube_cluster)
     world = Tenancy(kube_cluster, "pgsr-cluster", {"sources": {
         "x-db": {"dbIdentifier": "prod-x", "secretArn": "x", "namespaces": ["team-x"]}}},
         tmp_path)
     bob = client.CustomObjectsApi(world.team("team-x", "bob"))
-    admin = client.AuthorizationV1Api(world.admin)
-
-    def allowed(verb: str, resource: str, namespace: str = "", group: str = "") -> bool:
-        return admin.create_subject_access_review({"spec": {
-            "user": world.user, "groups": ["system:serviceaccounts"],
-            "resourceAttributes": {"verb": verb, "resource": resource, "group": group,
-                                   "namespace": namespace}}}).status.allowed
+    allowed = world.operator_may
 
     try:
         world.start({"PGSR_PROVIDER": "local", "PGSR_EXECUTOR": "job",

@@ -155,12 +155,18 @@ def pod_succeeded_status(container_names: list[str], exit_code: int = 0) -> dict
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "schemarestores.pgschemarestore.io.yaml"
 
 
-def serve_in_process(kube_cluster: KubeCluster, monkeypatch, namespace: str) -> None:
-    """The CRD established, `namespace` created, and this process's kubernetes
-    client (kopf's, in a KopfRunner) pointed at the test control plane."""
+def install_crd(kube_cluster: KubeCluster) -> None:
+    """The SchemaRestore CRD applied and Established (the operator serves the
+    CRD present when it starts: its CRD scanning is off)."""
     kube_cluster.kubectl("apply", "--validate=false", "-f", str(CRD_FILE))
     kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                          "crd/schemarestores.pgschemarestore.io")
+
+
+def serve_in_process(kube_cluster: KubeCluster, monkeypatch, namespace: str) -> None:
+    """The CRD established, `namespace` created, and this process's kubernetes
+    client (kopf's, in a KopfRunner) pointed at the test control plane."""
+    install_crd(kube_cluster)
     kube_cluster.kubectl("create", "namespace", namespace)
     monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
     # The client library read KUBECONFIG when first imported (kopf logs in with it).
