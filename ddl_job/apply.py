@@ -2,7 +2,9 @@
 
 Pre-data runs in ONE transaction together with the check that no target
 schema exists, the casts involving the schemas (`casts.py`), the copy's
-owners and privileges (`privileges.py`) and the ownership marker: either
+owners and privileges (`privileges.py`; the schemas' own right after they
+are created, with CREATE lent to their objects' owners: `schema_grants.py`)
+and the ownership marker: either
 every schema is created, granted and marked, or
 production is untouched. Post-data (PKs, indexes, FKs, triggers, policies,
 matview refresh) runs after the copy through `pg_restore --jobs`, which
@@ -24,12 +26,21 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import casts, clients, constraints, dump, foreign_keys, privileges
+from . import casts, clients, constraints, dump, foreign_keys, privileges, schema_grants
 from .artifacts import ArtifactStore
 from .catalog import existing_schemas, schemas_marked_by
 from .conn import Endpoint
 from .errors import DataPlaneError
-from .manifest import ARCHIVE, CONSTRAINTS, POST_DONE, POST_LIST, POST_RESULT, PRE_SQL, Manifest
+from .manifest import (
+    ARCHIVE,
+    CONSTRAINTS,
+    POST_DONE,
+    POST_LIST,
+    POST_RESULT,
+    PRE_SCHEMAS,
+    PRE_SQL,
+    Manifest,
+)
 from .marker import carries_marker, with_marker
 from .progress import NullReporter, Reporter
 
@@ -40,7 +51,8 @@ def apply_pre(target: Endpoint, store: ArtifactStore,
     reporter = reporter or NullReporter()
     clients.require(target)   # before production is changed: post-data needs it
     manifest = Manifest.load(store)
-    parts = [store.read_text(name) for name in manifest.pre_parts or [PRE_SQL]]
+    names = manifest.pre_parts or [PRE_SQL]
+    parts = [store.read_text(name) for name in names]
     planned = casts.load(store)
     owners_and_acls = privileges.load(store)
     with target.connect(application_name="pgsr-apply-pre") as conn:
@@ -58,6 +70,9 @@ def apply_pre(target: Endpoint, store: ArtifactStore,
         try:
             for index, script in enumerate(parts):
                 conn.execute(script)
+                if names[index] == PRE_SCHEMAS and owners_and_acls is not None:
+                    # before the objects: their owners may need the schemas' grants
+                    schema_grants.prepare(conn, owners_and_acls, manifest.targets, reporter)
                 # pg_dump -n leaves casts out: each after the part that made
                 # what it needs, before anything that may use it
                 casts.create(conn, [c for c in planned

@@ -21,6 +21,7 @@ for pre-data to create (`casts.py`).
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -39,6 +40,7 @@ from .manifest import (
     FULL_SQL,
     POST_LIST,
     POST_SQL,
+    PRE_SCHEMAS,
     PRE_SQL,
     Manifest,
 )
@@ -355,22 +357,27 @@ def write_artifacts(source: Endpoint, schema_oids: set[int], mapping: dict[str, 
 def _render_pre_parts(archive: Path, pre: list[dump.TocEntry], found: list[casts.Cast],
                       source: Endpoint, workdir: Path, store: ArtifactStore,
                       conn: psycopg.Connection) -> list[str]:
-    """With casts to create (pg_dump -n leaves them out), pre-data in parts:
-    apply pre creates each cast between two parts, right after what it needs
-    and before what may use it. Returns the parts' names ([] without casts:
-    `pre-data.sql` is applied whole). The full rendering lists the casts."""
-    if not found:
-        casts.save([], store, workdir)
-        return []
-    parts, placed = casts.place(found, pre)
+    """Pre-data in parts: first the schemas alone (`PRE_SCHEMAS`: apply pre
+    gives them their owners and ACLs before anything is created in them,
+    `schema_grants.py`), then the rest, cut again where a cast goes (pg_dump
+    -n leaves casts out: apply pre creates each between two parts, right
+    after what it needs and before what may use it). Returns the parts'
+    names. The full rendering lists the casts."""
+    schemas = [e for e in pre if e.catalog == dump.PG_NAMESPACE]
+    rest = [e for e in pre if e.catalog != dump.PG_NAMESPACE]
+    parts, placed = casts.place(found, rest) if found else ([rest], [])
+    # part 0 is the schemas': each cast follows one part later
+    placed = [replace(c, after=c.after + 1) for c in placed]
     names = []
-    for number, entries in enumerate(parts, 1):
-        part_list = dump.write_list(entries, workdir / f"pre-data-{number}.list")
-        names.append(f"pre-data-{number}.sql")
+    for number, entries in enumerate([schemas, *parts]):
+        stem = PRE_SCHEMAS.removesuffix(".sql") if number == 0 else f"pre-data-{number}"
+        part_list = dump.write_list(entries, workdir / f"{stem}.list")
+        names.append(f"{stem}.sql")
         dump.render_sql(archive, part_list, workdir / names[-1], source)
     casts.save(placed, store, workdir)
-    with open(workdir / FULL_SQL, "a") as fh:
-        fh.write(_CASTS_HEADER + casts.render(placed, conn))
+    if placed:
+        with open(workdir / FULL_SQL, "a") as fh:
+            fh.write(_CASTS_HEADER + casts.render(placed, conn))
     return names
 
 

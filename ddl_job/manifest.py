@@ -17,6 +17,7 @@ from .errors import DataPlaneError
 MANIFEST = "manifest.json"
 ARCHIVE = "schema.dump"      # pg_dump custom format, pre-data + post-data
 PRE_SQL = "pre-data.sql"     # applied in one transaction before the copy
+PRE_SCHEMAS = "pre-data-schemas.sql"  # pre-data's first part: the schemas alone
 POST_SQL = "post-data.sql"   # human-readable post-data
 FULL_SQL = "full.sql"        # everything, for audit and troubleshooting
 POST_LIST = "post-data.list"  # pg_restore TOC list applied after the copy
@@ -39,7 +40,8 @@ class Manifest:
     warnings: list[str] = field(default_factory=list)   # what the restore cannot bring back
     # foreign keys to tables outside the schemas (foreign_keys.OutsideKey, as dicts)
     outside_foreign_keys: list[dict[str, Any]] = field(default_factory=list)
-    # pre-data in parts, casts created between them (casts.py); [] = PRE_SQL whole
+    # pre-data in parts: PRE_SCHEMAS first (schema_grants.py), casts created
+    # between the others (casts.py); [] = PRE_SQL whole (older artifacts)
     pre_parts: list[str] = field(default_factory=list)
     version: int = 1
 

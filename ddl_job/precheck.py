@@ -30,7 +30,8 @@ def precheck(target: Endpoint, schemas: list[str], suffix: str, *,
     with conn:
         taken = sorted(existing_schemas(conn, list(mapping.values())))
         current = sorted(existing_schemas(conn, list(mapping)))
-        shortfalls = rights.check_production(conn, rights.owners(conn, current))
+        shortfalls = rights.check_production(conn, rights.owners(conn, current),
+                                             rights.lenders(conn, current))
         refused = rights.refusal(shortfalls, {rights.PRODUCTION: conn}, grant_membership)
     clients.require(target)   # post-data will need production's own pg_restore
     if taken:

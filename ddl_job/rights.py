@@ -14,7 +14,10 @@ reads the owner of every object in the schemas (in the copy) and checks:
 - in production: it may make each owner an object's owner (membership; the
   SET option on PostgreSQL 16+) and it may create schemas in the database
   (CREATE on it, which `ALTER SCHEMA … OWNER` also checks for the role
-  running it).
+  running it); and, where a role owns objects of a schema without holding
+  CREATE on it, it has the privileges of the schema's owner (`pg_has_role …
+  USAGE`): pre-data lends that role CREATE on the schema as its owner for
+  `ALTER … OWNER TO` (`schema_grants.py`).
 
 What is missing ends the step with `MissingRoleMembership`, listing each
 role and the exact SQL to run. With `grant_membership` the missing
@@ -67,6 +70,22 @@ JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.oid = c.relow
 WHERE n.nspname = ANY(%(schemas)s)
   AND ((c.relkind IN ('r', 'p', 'm') AND NOT has_table_privilege(c.oid, 'SELECT'))
     OR (c.relkind = 'S' AND NOT has_sequence_privilege(c.oid, 'SELECT')))
+"""
+
+
+# Owners of the schemas whose objects belong to roles without CREATE on them
+# (a superuser set those owners): pre-data lends CREATE as the schema's owner.
+_LENDERS_SQL = """
+WITH nsp AS (SELECT oid, nspname, nspowner FROM pg_namespace WHERE nspname = ANY(%(schemas)s)),
+owned(nsp, owner) AS (
+    SELECT relnamespace, relowner FROM pg_class WHERE relnamespace IN (SELECT oid FROM nsp)
+    UNION SELECT pronamespace, proowner FROM pg_proc WHERE pronamespace IN (SELECT oid FROM nsp)
+    UNION SELECT typnamespace, typowner FROM pg_type WHERE typnamespace IN (SELECT oid FROM nsp)
+)
+SELECT r.rolname, array_agg(DISTINCT n.nspname ORDER BY n.nspname)
+FROM owned o JOIN nsp n ON n.oid = o.nsp JOIN pg_roles r ON r.oid = n.nspowner
+WHERE o.owner <> n.nspowner AND NOT has_schema_privilege(o.owner, n.oid, 'CREATE')
+GROUP BY r.rolname
 """
 
 
@@ -160,13 +179,26 @@ def check_copy(conn: psycopg.Connection, schemas: list[str],
     return [Shortfall(COPY, role, member, tuple(objs)) for role, objs in sorted(needs.items())]
 
 
-def check_production(conn: psycopg.Connection, owned: dict[str, list[str]]) -> list[Shortfall]:
+def lenders(conn: psycopg.Connection, schemas: list[str]) -> dict[str, list[str]]:
+    """Schema owner -> `lend CREATE on schema s`, for each schema of the copy
+    where a role owns objects without CREATE on it."""
+    rows = conn.execute(_LENDERS_SQL, {"schemas": schemas}).fetchall()
+    conn.rollback()
+    return {role: [f"lend CREATE on schema {shown(s)}" for s in names] for role, names in rows}
+
+
+def check_production(conn: psycopg.Connection, owned: dict[str, list[str]],
+                     lend: dict[str, list[str]] | None = None) -> list[Shortfall]:
     """What the connecting role lacks in production to create the schemas and
     give every object its owner. (`ALTER SCHEMA … OWNER` checks CREATE on the
-    database for the role running it, not for the new owner.)"""
+    database for the role running it, not for the new owner.) `lend`: schema
+    owners whose privileges pre-data needs to lend CREATE (`lenders`)."""
     member = conn.info.user
-    found = [Shortfall(PRODUCTION, role, member, tuple(owned[role]))
-             for role in sorted(_lacking(conn, sorted(owned), _option(conn)))]
+    lacking = _lacking(conn, sorted(owned), _option(conn))
+    found = [Shortfall(PRODUCTION, role, member, tuple(owned[role])) for role in sorted(lacking)]
+    lend = lend or {}
+    found += [Shortfall(PRODUCTION, role, member, tuple(lend[role]))
+              for role in sorted(_lacking(conn, sorted(lend), "USAGE") - lacking)]
     row = conn.execute("SELECT has_database_privilege(current_database(), 'CREATE')").fetchone()
     if not (row and row[0]):
         found.append(Shortfall(PRODUCTION, member, member, ("create the schemas",),
@@ -179,7 +211,7 @@ def check(src: psycopg.Connection, tgt: psycopg.Connection, schemas: list[str]) 
     """Both sides, from the owners in the copy (`schemas`: their names there)."""
     owned = owners(src, schemas)
     rights = Rights({COPY: check_copy(src, schemas, owned),
-                     PRODUCTION: check_production(tgt, owned)})
+                     PRODUCTION: check_production(tgt, owned, lenders(src, schemas))})
     rights.fixes = {COPY: [s.fix(src) for s in rights.shortfalls[COPY]],
                     PRODUCTION: [s.fix(tgt) for s in rights.shortfalls[PRODUCTION]]}
     return rights

@@ -27,27 +27,17 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 from support.ddl_job_cli import Run, run_ddl_job
-from support.pg import as_superuser, cluster_roles
+from support.pg import MASTER, cluster_roles
 from test_rich_restore import one
 
 from ddl_job.conn import Endpoint
 from ddl_job.errors import DataPlaneError
 from ddl_job.progress import NullReporter
 from ddl_job.verify import verify
+from pg_schema_restore.local.cluster import SUPERUSER
 
 pytestmark = pytest.mark.e2e
 
-
-@pytest.fixture(autouse=True)
-def superuser(copyhost, prod):
-    """Still restored as a superuser (the one module left so, with the casts and
-    the regression corpus): `public` restored with tables owned by a role other
-    than the schema's owner needs that owner to hold CREATE on the new schema
-    at `ALTER TABLE … OWNER` time, and pre-data grants the schema's ACL only
-    after pg_dump's script (docs/rights.md, "Not yet"). The non-superuser case
-    below logs in as its own restricted role."""
-    with as_superuser(copyhost, prod):
-        yield
 
 SUFFIX = "_r1"
 OWNER = "pgsr_p_owner"     # owns the tables and routines; no superuser
@@ -67,7 +57,7 @@ def roles(copyhost, prod):
 
 def fmt(template: str) -> str:
     return (template.replace("{O}", OWNER).replace("{R}", READER).replace("{W}", WRITER)
-            .replace("{G}", GONE))
+            .replace("{G}", GONE).replace("{M}", MASTER))
 
 
 # `public` is left exactly as initdb made it (owner pg_database_owner,
@@ -180,7 +170,8 @@ def restored(copyhost, prod, new_db, roles, tmp_path):
     """public + ten restored from a copy into a fresh production database:
     (copy db, production db, the copy's ACL rows before the run by target name, run)."""
     src, tgt = new_db(copyhost, "psrc"), new_db(prod, "ptgt")
-    copyhost.execute(PUBLIC_SQL + TENANT_SQL, src)
+    # as the source's superuser set them: the tables' owner has no CREATE on `public`
+    copyhost.execute(PUBLIC_SQL + TENANT_SQL, src, user=SUPERUSER)
     with copyhost.connect(src) as conn:
         before = {s + SUFFIX: acl_rows(conn, s) for s in ("public", "ten")}
     run = from_copy(copyhost.dsn(src), prod.dsn(tgt), ["public", "ten"], tmp_path / "a")
@@ -245,9 +236,9 @@ def test_production_default_privileges_do_not_leak_into_restored_objects(
     src, tgt = new_db(copyhost, "psrc"), new_db(prod, "ptgt")
     copyhost.execute(TENANT_SQL, src)
     prod.execute(fmt("""
-        ALTER DEFAULT PRIVILEGES FOR ROLE postgres GRANT SELECT ON TABLES TO {W};
-        ALTER DEFAULT PRIVILEGES FOR ROLE postgres GRANT USAGE ON SCHEMAS TO {R};
-        ALTER DEFAULT PRIVILEGES FOR ROLE postgres REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+        ALTER DEFAULT PRIVILEGES FOR ROLE {M} GRANT SELECT ON TABLES TO {W};
+        ALTER DEFAULT PRIVILEGES FOR ROLE {M} GRANT USAGE ON SCHEMAS TO {R};
+        ALTER DEFAULT PRIVILEGES FOR ROLE {M} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
     """), tgt)
     with copyhost.connect(src) as conn:
         expected = effective_acl_rows(conn, "ten")
@@ -266,7 +257,7 @@ def test_verify_fails_on_each_tampered_owner_or_privilege(copyhost, prod, restor
     target = Endpoint.from_dsn("target", prod.dsn(tgt))
     targets = ["public" + SUFFIX, "ten" + SUFFIX]
     assert verify(source, target, targets, reporter=NullReporter())["ok"] is True
-    with prod.connect(tgt, autocommit=True) as conn:
+    with prod.connect(tgt, user=SUPERUSER, autocommit=True) as conn:   # W lacks CREATE
         conn.execute(fmt("""
             REVOKE USAGE ON SCHEMA public_r1 FROM PUBLIC;
             REVOKE UPDATE (balance) ON ten_r1.acct FROM {W};
@@ -343,7 +334,7 @@ def test_verify_grantor_difference_is_a_warning_only_when_it_cannot_be_reproduce
     assert f"granted by {WRITER} in the source, by {OWNER} in the target" in \
         report["warnings"][0]
     assert f"{OWNER} cannot act as {WRITER}" in report["warnings"][0]
-    with pytest.raises(DataPlaneError) as info:   # a superuser could have granted it as W
+    with pytest.raises(DataPlaneError) as info:   # master, a member of W, could have granted it as W
         verify(source, Endpoint.from_dsn("target", prod.dsn(tgt)), ["gx"],
                reporter=NullReporter())
     assert "relation gx.t" in info.value.message and "granted by" in info.value.message
