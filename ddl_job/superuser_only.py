@@ -3,7 +3,8 @@ connecting role is none (an RDS master user never is).
 
 pre-data would fail on each of them (`permission denied for language c`,
 `must be superuser to create an operator class`, …) after the copy was paid
-for. On RDS none of these can exist outside an extension (members of an
+for; a cast WITHOUT FUNCTION of the schemas' types would be skipped with a
+warning and fail verify after the copy. On RDS none of these can exist outside an extension (members of an
 extension are not dumped with a schema, so they need nothing here); a copy
 of a self-managed server may hold them. Each is named, with why.
 """
@@ -40,6 +41,11 @@ found(classid, objid, why) AS (
     UNION ALL
     SELECT 'pg_ts_template'::regclass, x.oid, 'a text search template'
     FROM pg_ts_template x WHERE x.tmplnamespace IN (SELECT oid FROM nsp)
+    UNION ALL   -- restored with the schemas (casts.py); binary coercible
+    SELECT 'pg_cast'::regclass, c.oid, 'a cast WITHOUT FUNCTION (binary coercible)'
+    FROM pg_cast c JOIN pg_type s ON s.oid = c.castsource JOIN pg_type t ON t.oid = c.casttarget
+    WHERE c.castmethod = 'b' AND (s.typnamespace IN (SELECT oid FROM nsp)
+                                  OR t.typnamespace IN (SELECT oid FROM nsp))
 )
 SELECT i.type, i.identity, f.why FROM found f
 CROSS JOIN LATERAL pg_identify_object(f.classid, f.objid, 0) i
