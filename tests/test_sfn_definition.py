@@ -169,7 +169,8 @@ def test_every_state_is_reachable_and_every_path_goes_through_cleanup():
     # Without passing through Collect -> ... -> Finish, no path ends.
     ends = {n for n, s in DEFINITION["States"].items() if s["Type"] in ("Succeed", "Fail")}
     for start in set(edges) - {"Collect", "CollectFailed", "DropChoice", "DropRestored",
-                               "Dropped", "DropFailed", "DeleteTemporaryResources",
+                               "Dropped", "DropFailed", "RevokeChoice", "RevokeMemberships",
+                               "RevokeFailed", "Revoked", "DeleteTemporaryResources",
                                "Finish", "Outcome"} - ends:
         seen, todo = set(), [start]
         while todo:
@@ -179,6 +180,38 @@ def test_every_state_is_reachable_and_every_path_goes_through_cleanup():
             seen.add(state)
             assert state not in ends, f"{start} can end without cleanup"
             todo += edges[state]
+
+
+def _paths_avoid(start: str, goal: str, through: str) -> bool:
+    """Some path from `start` reaches `goal` without passing `through`."""
+    edges = _graph(DEFINITION)
+    seen, todo = set(), [start]
+    while todo:
+        state = todo.pop()
+        if state in seen or state == through:
+            continue
+        if state == goal:
+            return True
+        seen.add(state)
+        todo += edges[state]
+    return False
+
+
+def test_rights_come_before_extraction_and_the_revoke_before_the_end():
+    """As the native engine: the `rights` step (then the grants grantMembership
+    asks for) before anything reads the copy, and production's lent
+    memberships revoked by the cleanup whatever the outcome."""
+    assert not _paths_avoid("Credentials", "Extract", through="Rights")
+    assert not _paths_avoid("Rights", "Extract", through="Borrow")
+    assert not _paths_avoid("Collect", "Finish", through="RevokeChoice")
+    assert _paths_avoid("Borrow", "Extract", through="GrantProduction")   # only when lent
+    states = DEFINITION["States"]
+    assert states["RevokeChoice"]["Choices"] == [
+        {"Variable": "$.cleanup.revoke", "BooleanEquals": True, "Next": "RevokeMemberships"}]
+    # a failed grant or check ends like every failed step: its own reason, cleanup
+    for name in ("Rights", "GrantCopy", "GrantProduction"):
+        failed = states[states[name]["Catch"][-1]["Next"]]
+        assert failed["Parameters"]["phase"] == "SchemaExtraction" and failed["Next"] == "Collect"
 
 
 def test_the_poll_loop_is_bounded_and_sees_every_terminal_state():
@@ -200,7 +233,8 @@ def test_data_plane_steps_run_as_ecs_tasks_tagged_with_the_restore():
     commands = {s["Parameters"]["Overrides"]["ContainerOverrides"][0]["Command.$"]
                 for _, s in ecs}
     assert commands == {f"$.plan.steps.{k}" for k in
-                        ("extract", "applyPre", "copy", "applyPost", "verify", "drop")}
+                        ("rights", "grantCopy", "grantProduction", "extract", "applyPre",
+                         "copy", "applyPost", "verify", "drop", "revoke")}
     for name, state in ecs:
         assert state["Parameters"]["Tags"] == [
             {"Key": "pg-schema-restore/restore-id", "Value.$": "$.restoreId"}], name

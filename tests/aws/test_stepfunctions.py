@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from psycopg import sql
 
 from pg_schema_restore.engine.record import RestoreRecord
+from pg_schema_restore.local.cluster import SUPERUSER
 from pg_schema_restore.stepfunctions import definition
 from support.aws import REGION, TENANTS
 from support.pg import restore_point
@@ -45,7 +47,7 @@ def test_instance_point_in_time_restore(machine, aws_world):
     after = aws_world.fingerprint()
     assert {k: after[k] for k in before} == before, "a pre-existing schema changed"
     assert [r["command"][4].removeprefix("--key=") for r in machine.runs] == [
-        "extract", "applyPre", "copy", "applyPost", "verify"]
+        "rights", "extract", "applyPre", "copy", "applyPost", "verify"]
     assert aws_world.sim.calls["rds.RestoreDBInstanceToPointInTime"] == 1
     audit = machine.audit(run["restoreId"])
     assert audit["status"] == "Succeeded" and audit["targets"] == record.targets
@@ -154,8 +156,9 @@ def test_dms_full_load(dms_machine, aws_world):
     assert record.progress["rows"] == sum(sum(c.values()) for c in expected.values())
     # DMS copies no sequences: the sequences-only step ran after the full load.
     assert [r["command"][4] for r in dms_machine.runs] == [
-        "--key=extract", "--key=applyPre", "--key=copy", "--key=applyPost", "--key=verify"]
-    assert "--sequences-only" in dms_machine.runs[2]["command"]
+        "--key=rights", "--key=extract", "--key=applyPre", "--key=copy", "--key=applyPost",
+        "--key=verify"]
+    assert "--sequences-only" in dms_machine.runs[3]["command"]
     assert dms_machine.audit(run["restoreId"])["status"] == "Succeeded"
     assert aws_world.leftovers(run["restoreId"]) == []
     assert _dms_leftovers(run["restoreId"]) == []
@@ -194,3 +197,67 @@ def _dms_leftovers(restore_id: str) -> list[str]:
     found += [t["ReplicationTaskIdentifier"] for t in
               dms.describe_replication_tasks()["ReplicationTasks"]]
     return [name for name in found if restore_id in name]
+
+
+# -- RDS's master user is no superuser: the rights and membership steps --------------
+def _membership(world, grant: bool) -> None:
+    """As the master user itself, who made the grant (16+ revokes by grantor)."""
+    verb = "GRANT {} TO {}" if grant else "REVOKE {} FROM {}"
+    world.prod.execute(sql.SQL(verb).format(sql.Identifier(world.owner),
+                                            sql.Identifier(world.role)).as_string(None),
+                       world.database, user=world.role, password=world.role_password)
+
+
+def _is_member(world) -> bool:
+    with world.prod.connect() as conn:
+        return bool(conn.execute("SELECT pg_has_role(%s, %s, 'USAGE')",
+                                 (world.role, world.owner)).fetchone()[0])
+
+
+def _keys(machine) -> list[str]:
+    return [r["command"][4].removeprefix("--key=") for r in machine.runs]
+
+
+def test_missing_membership_in_the_copy_refused_before_extraction(machine, aws_world):
+    """Production's tenants changed hands after the restore point, so Initialize
+    finds nothing to refuse; the `rights` step, first on the copy, ends the
+    execution with MissingRoleMembership: nothing extracted, nothing created
+    in production, the copy deleted."""
+    _membership(aws_world, grant=False)
+    point = restore_point()          # the copy: tenants owned by the application role
+    aws_world.prod.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(
+        sql.Identifier(aws_world.owner), sql.Identifier(aws_world.role)).as_string(None),
+        aws_world.database, user=SUPERUSER)
+    before = aws_world.fingerprint()
+    run = machine.run(aws_world.spec(restoreTime=iso(point)))
+    record = _assert_failed_clean(machine, aws_world, run, before, "MissingRoleMembership",
+                                  "SchemaExtraction")
+    assert f"copy: membership in {aws_world.owner}" in record.error["message"], record.error
+    assert _keys(machine) == ["rights"]
+    assert not record.result.get("grantedMemberships")
+
+
+@pytest.mark.e2e
+def test_grant_membership_lent_and_revoked_by_the_cleanup(machine, aws_world):
+    """grantMembership: the `rights` step reports what is missing, one step per
+    side grants it, the restore succeeds, and the cleanup revokes production's;
+    the record and the audit item say both."""
+    _membership(aws_world, grant=False)
+    point, expected, before = _prepare(aws_world)
+    run = machine.run(aws_world.spec(restoreTime=iso(point), grantMembership=True))
+    assert run["described"]["status"] == "SUCCEEDED", run["described"].get("cause")
+    record = run["record"]
+    for tenant, target in record.targets.items():
+        assert aws_world.counts(target) == expected[tenant], tenant
+    assert _keys(machine) == ["rights", "grantCopy", "grantProduction", "extract", "applyPre",
+                              "copy", "applyPost", "verify", "revoke"]
+    assert record.result["grantedMemberships"] == {"copy": [aws_world.owner],
+                                                   "production": [aws_world.owner]}
+    assert record.resources["grantedMemberships"] == [aws_world.owner]
+    assert record.result["revokedMemberships"] == [aws_world.owner]
+    assert not _is_member(aws_world)
+    audit = machine.audit(run["restoreId"])
+    assert audit["status"] == "Succeeded"
+    assert aws_world.owner in str(audit.get("grantedMemberships"))
+    assert aws_world.owner in str(audit.get("revokedMemberships"))
+    assert aws_world.leftovers(run["restoreId"]) == []

@@ -12,9 +12,14 @@ audit item) -> restore the copy (aws-sdk RDS, four paths) -> start DMS's
 instance (Lambda: the DMS adapter's `start_instance`, dataCopy dms only) ->
 a cluster polled to `available` before its writer is created -> bounded poll
 loop that fails on terminal states -> Credentials (Lambda: the engine's
-`credentials`) -> extract, apply pre-data, copy, apply post-data, verify
+`credentials`) -> rights (ECS: may the connecting roles read and own every
+object, in the copy and production; `MissingRoleMembership` otherwise) ->
+Borrow (Lambda: with grantMembership, production's roles recorded before
+they are granted) -> grant in the copy, in production (ECS, only what is
+missing) -> extract, apply pre-data, copy, apply post-data, verify
 (ECS `runTask.sync`, the `ddl_job` image) -> Collect (Lambda: the record's
 error, warnings, progress, verify result) -> drop on failure (ECS) ->
+revoke production's lent memberships (ECS, whatever the outcome) ->
 delete in parallel (Lambda: the engine's adapters, by id and by tag) ->
 Finish (Lambda: the final audit item) -> Succeed or Fail.
 
@@ -306,6 +311,28 @@ def _step_states() -> dict[str, Any]:
     return states
 
 
+def _rights_states() -> dict[str, Any]:
+    """As `phases._borrow_memberships`: check first on the copy, then lend what
+    is missing (grantMembership) one side at a time, production's recorded
+    by Borrow before its grant runs."""
+    return {
+        "Rights": _ecs_step("rights", "Borrow", "RightsFailed"),
+        "RightsFailed": _failed("SchemaExtraction", step="rights"),
+        "Borrow": _lambda("borrow", "LendInCopy", catch="BorrowFailed"),
+        "BorrowFailed": _failed("SchemaExtraction"),
+        "LendInCopy": {"Type": "Choice", "Choices": [
+            {"Variable": "$.borrow.copy", "BooleanEquals": True, "Next": "GrantCopy"}],
+            "Default": "LendInProduction"},
+        "GrantCopy": _ecs_step("grantCopy", "LendInProduction", "GrantCopyFailed"),
+        "GrantCopyFailed": _failed("SchemaExtraction", step="grantCopy"),
+        "LendInProduction": {"Type": "Choice", "Choices": [
+            {"Variable": "$.borrow.production", "BooleanEquals": True,
+             "Next": "GrantProduction"}], "Default": "Extract"},
+        "GrantProduction": _ecs_step("grantProduction", "Extract", "GrantProductionFailed"),
+        "GrantProductionFailed": _failed("SchemaExtraction", step="grantProduction"),
+    }
+
+
 def _dms(action: str, parameters: dict[str, Any], next_state: str, fail_state: str, *,
          result_selector: dict[str, str] | None = None, result_path: str | None = None,
          tolerate: str | None = None) -> dict[str, Any]:
@@ -564,12 +591,23 @@ def _cleanup_states() -> dict[str, Any]:
             "ResultPath": "$.collectFailure", "Next": "DropChoice"},
         "DropChoice": {"Type": "Choice", "Choices": [
             {"Variable": "$.cleanup.drop", "BooleanEquals": True, "Next": "DropRestored"}],
-            "Default": "DeleteTemporaryResources"},
+            "Default": "RevokeChoice"},
         "DropRestored": _ecs_step("drop", "Dropped", "DropFailed"),
-        "Dropped": _lambda("dropped", "DeleteTemporaryResources", catch="DropFailed"),
+        "Dropped": _lambda("dropped", "RevokeChoice", catch="DropFailed"),
         "DropFailed": {"Type": "Pass", "Parameters": {
             "error.$": "$.caught.Error", "cause.$": "$.caught.Cause"},
-            "ResultPath": "$.dropFailure", "Next": "DeleteTemporaryResources"},
+            "ResultPath": "$.dropFailure", "Next": "RevokeChoice"},
+        # production's memberships lent by grantMembership, whatever the outcome
+        "RevokeChoice": {"Type": "Choice", "Choices": [
+            {"Variable": "$.cleanup.revoke", "BooleanEquals": True,
+             "Next": "RevokeMemberships"}], "Default": "DeleteTemporaryResources"},
+        "RevokeMemberships": _ecs_step("revoke", "Revoked", "RevokeFailed"),
+        "RevokeFailed": {"Type": "Pass", "Parameters": {
+            "error.$": "$.caught.Error", "cause.$": "$.caught.Cause"},
+            "ResultPath": "$.revokeFailure", "Next": "Revoked"},
+        "Revoked": {**_lambda("revoked", "DeleteTemporaryResources", catch=None),
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.revokedFailure",
+                               "Next": "DeleteTemporaryResources"}]},
         "DeleteTemporaryResources": {
             "Type": "Parallel", "ResultPath": "$.deleted",
             "Branches": [deleter("temporaryDatabase"), deleter("dms"), deleter("artifacts")],
@@ -612,7 +650,8 @@ def build() -> dict[str, Any]:
         "CredentialsFailed": _failed("SchemaExtraction"),
         "CredentialsMade": {"Type": "Choice", "Choices": [
             {"Variable": "$.failure", "IsPresent": True, "Next": "Collect"}],
-            "Default": "Extract"},
+            "Default": "Rights"},
+        **_rights_states(),
         **_step_states(),
         **_dms_states(),
         **_cleanup_states(),
@@ -633,13 +672,15 @@ def phase_of_state() -> dict[str, str]:
         "Initialize": ["Start", "Initialize", "InitializeFailed", "Initialized",
                        "CheckArtifactsBucket"],
         "TemporaryDatabase": [*_restore_states(), *_poll_states()],
-        "SchemaExtraction": ["Credentials", "CredentialsFailed", "CredentialsMade", "Extract",
+        "SchemaExtraction": ["Credentials", "CredentialsFailed", "CredentialsMade",
+                             *_rights_states(), "Extract",
                              "ExtractFailed", "SchemasCreated", "ApplyPreData",
                              "ApplyPreDataFailed"],
         "DataCopy": ["DataCopyKind", "CopyData", "CopyDataFailed", *_dms_states()],
         "PostData": ["ApplyPostData", "ApplyPostDataFailed", "Verify", "VerifyFailed"],
         "Cleanup": ["Collect", "CollectFailed", "DropChoice", "DropRestored", "Dropped",
-                    "DropFailed", "DeleteTemporaryResources"],
+                    "DropFailed", "RevokeChoice", "RevokeMemberships", "RevokeFailed",
+                    "Revoked", "DeleteTemporaryResources"],
         "Record": ["Finish", "Outcome", "Succeeded", "RestoreFailed"],
     }
     return {state: phase for phase, states in groups.items() for state in states}

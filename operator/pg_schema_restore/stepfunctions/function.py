@@ -14,10 +14,15 @@ mirrors it as it is.
   the restore call as in `phases.temporary_database`.
 - `credentials`: the engine's `credentials` (reset the master password into
   the temporary secret, or the historical secret version).
+- `borrow`: after the `rights` step (first on the copy): what it found
+  missing, with grantMembership, becomes the grant steps' commands;
+  production's roles are recorded before they are granted, as
+  `phases._borrow_memberships` does, so the cleanup revokes them.
 - `collect`: the record's error from `$.failure` (a step's own reason
   read from its result file), the steps' warnings, progress and verify
   result; whether failed-restore schemas must be dropped.
 - `dropped`: the drop step's result.
+- `revoked`: the revoke step's result (production's lent memberships).
 - `delete`: one part of the engine's cleanup (temporary database and
   secret, DMS, artifacts), by recorded id and by tag.
 - `finish`: the final audit item (`phases.record_result`), the final phase.
@@ -55,8 +60,10 @@ from ..engine.spec import RestoreSpec, rfc3339
 
 log = logging.getLogger(__name__)
 
-# Data-plane steps the state machine runs (definition.STEPS keys + drop).
+# Data-plane steps the state machine runs (definition.STEPS keys + drop, revoke).
 STEP_KEYS = ("extract", "applyPre", "copy", "applyPost", "verify")
+# The memberships grantMembership lends: step key per side (`borrow`).
+GRANT_KEYS = {"copy": "grantCopy", "production": "grantProduction"}
 ECS_STEP_MODULE = "pg_schema_restore.stepfunctions.ecs_step"
 DEFAULT_WAITS = {"seconds": 30, "maxPolls": 720}       # 6 hours of 30-second polls
 
@@ -104,11 +111,12 @@ def _refused(state: dict[str, Any], record: RestoreRecord | None, phase: str,
 
 
 def _step_command(record: RestoreRecord, key: str, request: requests.StepRequest, *,
-                  source: bool) -> list[str]:
+                  source: bool, target: bool = True) -> list[str]:
     spec = record.requested
     command = ["python", "-m", ECS_STEP_MODULE, f"--artifacts={record.resources['artifacts']}",
-               f"--key={key}", f"--database={spec.database}",
-               f"--target-secret={spec.source.secret_arn}"]
+               f"--key={key}", f"--database={spec.database}"]
+    if target:
+        command.append(f"--target-secret={spec.source.secret_arn}")
     if source:
         command.append(f"--source-secret={record.resource_name('secret')}")
     return command + ["--", *request.to_argv()]
@@ -123,6 +131,8 @@ def _plan(record: RestoreRecord, state: dict[str, Any]) -> dict[str, Any]:
     copy = (requests.Copy(location, jobs=spec.jobs, restart=True)
             if spec.data_copy == "copy" else requests.Copy(location, sequences_only=True))
     steps = {
+        "rights": _step_command(record, "rights", requests.Rights(
+            spec.schemas, suffix, grant_membership=spec.grant_membership), source=True),
         "extract": _step_command(record, "extract", requests.Extract(
             spec.schemas, suffix, location, record.restore_id, mode=spec.data_copy,
             disposable_source=True), source=True),
@@ -227,6 +237,54 @@ def credentials(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     return {**state, "record": record.to_dict()}
 
 
+def borrow(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """The `rights` step passed; with grantMembership, what it found missing is
+    granted by one step per side. Production's roles go to the record first."""
+    record = _record(state)
+    outcome = _step_outcome(record, "rights") or {}
+    result = outcome.get("result") if outcome.get("event") == "result" else None
+    missing = (result or {}).get("missing") or {}
+    steps = dict(state["plan"]["steps"])
+    lend = {}
+    for side in requests.SIDES:
+        roles = tuple(missing.get(side) or ())
+        lend[side] = bool(roles)
+        if not roles:
+            continue
+        if side == "production":
+            record.resources["grantedMemberships"] = list(roles)
+        steps[GRANT_KEYS[side]] = _step_command(
+            record, GRANT_KEYS[side], requests.Membership(side, roles),
+            source=side == "copy", target=side == "production")
+    return {**state, "record": record.to_dict(), "plan": {**state["plan"], "steps": steps},
+            "borrow": lend}
+
+
+def _revoke_plan(record: RestoreRecord, state: dict[str, Any]) -> dict[str, Any] | None:
+    """The plan with the revoke step's command, when production's lent
+    memberships are still to be revoked; else None."""
+    roles = tuple(record.resources.get("grantedMemberships") or ())
+    if not roles or record.result.get("revokedMemberships") or not state.get("plan"):
+        return None
+    command = _step_command(record, "revoke",
+                            requests.Membership("production", roles, revoke=True), source=False)
+    return {**state["plan"], "steps": {**state["plan"]["steps"], "revoke": command}}
+
+
+def revoked(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """What the revoke step did: `revokedMemberships`, or a cleanup error."""
+    record = _record(state)
+    outcome = _step_outcome(record, "revoke") or {}
+    if outcome.get("event") == "result":
+        record.result["revokedMemberships"] = list(outcome.get("result") or [])
+    else:
+        failure = state.get("revokeFailure") or {}
+        message = outcome.get("message") or f"{failure.get('error')}: {failure.get('cause')}"
+        record.result.setdefault("cleanupErrors", []).append(
+            f"revoke granted memberships: {message}")
+    return {**state, "record": record.to_dict()}
+
+
 def _step_outcome(record: RestoreRecord, key: str) -> dict[str, Any] | None:
     """A step's result file (`ecs_step` writes it), or None."""
     location = record.resources.get("artifacts")
@@ -297,6 +355,11 @@ def _absorb(record: RestoreRecord, ctx: phases.Context) -> None:
                     record.result[name] = result[name]
         if key == "verify":
             record.result["verify"] = result
+    for side, key in GRANT_KEYS.items():
+        outcome = _step_outcome(record, key)
+        if outcome and outcome.get("event") == "result":
+            record.result.setdefault("grantedMemberships", {})[side] = list(
+                outcome.get("result") or [])
 
 
 def _record_or_bare(state: dict[str, Any]) -> RestoreRecord:
@@ -333,7 +396,12 @@ def collect(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     record.phase = "Cleanup"
     drop = bool(record.error and record.schemas_created and record.spec is not None
                 and record.spec.on_failure != "keep")
-    return {**state, "record": record.to_dict(), "cleanup": {"drop": drop}}
+    plan = _revoke_plan(record, state) if record.spec is not None else None
+    out = {**state, "record": record.to_dict(), "cleanup": {"drop": drop,
+                                                            "revoke": plan is not None}}
+    if plan is not None:
+        out["plan"] = plan
+    return out
 
 
 def dropped(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
@@ -381,7 +449,7 @@ def finish(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
         deleted[part.get("part", "?")] = part.get("deleted")
         if part.get("problem"):
             problems.append(f"{part.get('part')}: {_problem(str(part['problem']))}")
-    for key in ("dropFailure", "deleteFailure", "collectFailure"):
+    for key in ("dropFailure", "revokedFailure", "deleteFailure", "collectFailure"):
         if state.get(key):
             problems.append(f"{key}: {state[key].get('error')}: {state[key].get('cause')}")
     record.result["deleted"] = deleted
@@ -399,8 +467,9 @@ def finish(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
 
 
 ACTIONS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
-    "initialize": initialize, "startDms": start_dms, "credentials": credentials, "collect": collect,
-    "dropped": dropped, "delete": delete, "finish": finish,
+    "initialize": initialize, "startDms": start_dms, "credentials": credentials,
+    "borrow": borrow, "collect": collect, "dropped": dropped, "revoked": revoked,
+    "delete": delete, "finish": finish,
 }
 
 
