@@ -30,12 +30,11 @@ from test_rich_restore import (
     ident,
     index_defs,
     one,
-    schema_names,
     table_rows,
 )
 
 from support.ddl_job_cli import Run, run_ddl_job
-from support.pg import as_superuser, cluster_roles, restore_point
+from support.pg import MASTER, as_superuser, cluster_roles, restore_point
 
 pytestmark = pytest.mark.e2e
 
@@ -113,8 +112,8 @@ class Scenario:
 
 @pytest.fixture
 def superuser(copyhost, prod):
-    """For the cases only a superuser can create or restore (operator classes,
-    FORCE ROW LEVEL SECURITY by a superuser, grants replayed as any grantor)."""
+    """The suite's one restore whose data plane connects as a superuser
+    (docs/testing.md): FORCE ROW LEVEL SECURITY, which a superuser bypasses."""
     with as_superuser(copyhost, prod):
         yield
 
@@ -190,7 +189,7 @@ def acls(conn: psycopg.Connection, schema: str) -> set[tuple]:
     return set(conn.execute(ACL_SQL, {"s": schema}).fetchall())
 
 
-def test_grants_owner_and_default_privileges(superuser, scenario, roles):
+def test_grants_owner_and_default_privileges(scenario, roles):
     sc = scenario(GRANTS_SQL)
     sc.restored(["g"])
     with sc.tgt_conn(autocommit=True) as conn:
@@ -763,7 +762,25 @@ def test_sequences_unowned_descending_cycling_and_identity(scenario):
 
 # -- 9. statistics, collation, text search, operators -------------------------------------
 
-def misc_sql(icu: bool) -> str:
+def misc_sql(icu: bool, operator_class: bool = True) -> str:
+    """`operator_class`: with `z.abs_ops` (only a superuser may create one) and
+    the unique index that uses it."""
+    text = _misc_sql(icu)
+    if not operator_class:
+        for piece in (_OPCLASS_SQL, _OPCLASS_INDEX_SQL):
+            assert piece in text
+            text = text.replace(piece, "")
+    return text
+
+
+_OPCLASS_SQL = """CREATE OPERATOR CLASS z.abs_ops FOR TYPE int USING btree AS
+    OPERATOR 1 z.|<|, OPERATOR 2 z.|<=|, OPERATOR 3 z.|=|, OPERATOR 4 z.|>=|,
+    OPERATOR 5 z.|>|, FUNCTION 1 z.abs_cmp(int, int);
+"""
+_OPCLASS_INDEX_SQL = "CREATE UNIQUE INDEX nums_abs_uniq ON z.nums (n z.abs_ops);\n"
+
+
+def _misc_sql(icu: bool) -> str:
     collation = ("CREATE COLLATION z.ci (provider = icu, locale = 'und-u-ks-level2', "
                  "deterministic = false);" if icu else
                  "CREATE COLLATION z.ci FROM \"C\";")
@@ -812,10 +829,10 @@ ANALYZE z.words;
 """
 
 
-def test_statistics_collation_text_search_and_operator_class(superuser, scenario, copyhost):
+def test_statistics_collation_text_search_and_operators(scenario, copyhost):
     with copyhost.connect() as conn:
         icu = one(conn, "SELECT count(*) > 0 FROM pg_collation WHERE collprovider = 'i'")
-    sc = scenario("CREATE SCHEMA z;" + misc_sql(icu))
+    sc = scenario("CREATE SCHEMA z;" + misc_sql(icu, operator_class=False))
     sc.restored(["z"])
     with sc.tgt_conn(autocommit=True) as conn:
         assert one(conn, "SELECT collnamespace::regnamespace::text FROM pg_collation c "
@@ -831,12 +848,32 @@ def test_statistics_collation_text_search_and_operator_class(superuser, scenario
         assert [r[0] for r in conn.execute("SELECT z_r1.search('running')")] == [1, 3]
         assert one(conn, "SELECT count(*) FROM pg_statistic_ext "
                          "WHERE stxnamespace = 'z_r1'::regnamespace") == 1
-        assert one(conn, "SELECT opcnamespace::regnamespace::text FROM pg_opclass "
-                         "WHERE opcname = 'abs_ops' AND opcnamespace = 'z_r1'::regnamespace") \
-            == "z_r1"
-        with pytest.raises(errors.UniqueViolation):
-            conn.execute("INSERT INTO z_r1.nums VALUES (2)")   # |2| = |-2|
         assert one(conn, "SELECT count(*) FROM z_r1.nums WHERE n OPERATOR(z_r1.|<|) 3") == 2
+
+
+def ident_grant_reads(role: str) -> str:
+    """Let `role` read the schema's rows (the test's own before/after reading)."""
+    return (f"GRANT USAGE ON SCHEMA z TO {ident(role)}; "
+            f"GRANT SELECT ON ALL TABLES IN SCHEMA z TO {ident(role)};")
+
+
+def test_operator_class_refused_up_front(scenario, copyhost, prod):
+    """Only a superuser may create an operator class (and its family): as
+    `master` the restore refuses before extraction, naming both; production
+    unchanged. (Created by the superuser, as a self-managed source would be.)"""
+    with copyhost.connect() as conn:
+        icu = one(conn, "SELECT count(*) > 0 FROM pg_collation WHERE collprovider = 'i'")
+    with as_superuser(copyhost, prod):
+        sc = scenario("CREATE SCHEMA z;" + misc_sql(icu) + ident_grant_reads(MASTER),
+                      "SELECT 1")
+    run = sc.run(["z"])
+    assert run.returncode == 1, str(run)
+    assert run.last["reason"] == "SuperuserRequired", str(run)
+    message = run.last["message"]
+    assert "operator class z.abs_ops USING btree: an operator class" in message, message
+    assert "operator family z.abs_ops USING btree: an operator family" in message, message
+    assert [e["step"] for e in run.find("started")] == ["rights"], str(run)
+    sc.assert_rest_unchanged(added=False)
 
 
 # -- 10. large objects --------------------------------------------------------------------
