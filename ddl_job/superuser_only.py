@@ -29,6 +29,15 @@ found(classid, objid, why) AS (
     SELECT 'pg_type'::regclass, t.oid, 'a base type (its input and output functions are C)'
     FROM pg_type t WHERE t.typnamespace IN (SELECT oid FROM nsp) AND t.typtype = 'b'
       AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid)
+    UNION ALL   -- DefineAggregate: an internal state needs a superuser
+    SELECT 'pg_proc'::regclass, p.oid, 'an aggregate whose transition type is internal'
+    FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
+    WHERE p.pronamespace IN (SELECT oid FROM nsp)
+      AND 'internal'::regtype IN (a.aggtranstype, a.aggmtranstype)
+    UNION ALL   -- `CREATE TYPE name;` needs a superuser too (DefineType)
+    SELECT 'pg_type'::regclass, t.oid, 'a shell type (CREATE TYPE without a definition)'
+    FROM pg_type t WHERE t.typnamespace IN (SELECT oid FROM nsp) AND t.typtype = 'p'
+      AND NOT t.typisdefined
     UNION ALL
     SELECT 'pg_opclass'::regclass, x.oid, 'an operator class'
     FROM pg_opclass x WHERE x.opcnamespace IN (SELECT oid FROM nsp)

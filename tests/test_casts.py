@@ -205,9 +205,16 @@ CREATE TYPE su.tt (internallength = variable, input = su.tt_in, output = su.tt_o
 CREATE CAST (text AS su.tt) WITHOUT FUNCTION AS IMPLICIT;
 """
 
+# PostgreSQL's own percentile state functions: an `internal` state.
+INTERNAL_AGGREGATE_SQL = """
+CREATE AGGREGATE su.med(numeric) (SFUNC = pg_catalog.ordered_set_transition,
+    STYPE = internal, FINALFUNC = pg_catalog.numeric_avg);
+"""
+
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("objects", ["base type and casts", "cast only"])
+@pytest.mark.parametrize("objects", ["base type and casts", "cast only", "shell type",
+                                     "internal aggregate state"])
 def test_superuser_only_casts_and_types_refused_up_front(copyhost, prod, new_db, tmp_path,
                                                          objects):
     """As `master`, a cast WITHOUT FUNCTION (binary coercible) cannot be
@@ -215,7 +222,9 @@ def test_superuser_only_casts_and_types_refused_up_front(copyhost, prod, new_db,
     copy); nor can a base type with `internal` functions. The `rights` step
     refuses them before extraction, naming each; production unchanged."""
     src, tgt = new_db(copyhost, "susrc"), new_db(prod, "sutgt")
-    script = CAST_SQL + (BASE_TYPE_SQL if objects == "base type and casts" else "")
+    script = CAST_SQL + {"base type and casts": BASE_TYPE_SQL,
+                         "shell type": "CREATE TYPE su.shell;",
+                         "internal aggregate state": INTERNAL_AGGREGATE_SQL}.get(objects, "")
     copyhost.execute(script, src, user=SUPERUSER)
     run = run_ddl_job(["from-copy", "--suffix", "_r1", "--disposable-source", "--schema", "su",
                        "--restore-id", "casts3", "--artifacts", str(tmp_path / "a")],
@@ -224,6 +233,11 @@ def test_superuser_only_casts_and_types_refused_up_front(copyhost, prod, new_db,
     assert run.last["reason"] == "SuperuserRequired", str(run)
     message = run.last["message"]
     assert "cast (su.span AS pg_catalog.bytea): a cast WITHOUT FUNCTION" in message, message
+    if objects == "internal aggregate state":   # pre-data failed on it
+        assert "aggregate su.med(numeric): an aggregate whose transition type is internal" \
+            in message, message
+    if objects == "shell type":   # pre-data failed on it: `must be superuser`
+        assert "type su.shell: a shell type" in message, message
     if objects == "base type and casts":
         assert "cast (pg_catalog.text AS su.tt): a cast WITHOUT FUNCTION" in message, message
         assert "type su.tt: a base type" in message, message
