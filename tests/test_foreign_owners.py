@@ -83,10 +83,11 @@ def _state(cluster, db: str, schema: str) -> list[tuple]:
         return conn.execute(STATE_SQL, {"s": schema}).fetchall()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def roles(prod, copyhost):
-    """Cluster-wide roles; `master` is a member of each, as an RDS master user
-    that created its application's roles."""
+    """Cluster-wide roles, once for the module (a role that still owns objects
+    in a test's databases cannot be dropped before them); `master` is a
+    member of each, as an RDS master user that created its application's roles."""
     with cluster_roles((copyhost, prod), dict.fromkeys(ROLES)):
         yield
 
