@@ -39,7 +39,7 @@ from ..engine.phases import Context
 from ..engine.record import RestoreRecord, restore_id_for
 from ..engine.spec import RestoreSpec
 from ..stepfunctions.execution import StepFunctionsExecution
-from . import metrics
+from . import admission, metrics, spec_change
 from .reporting import StatusWriter
 
 log = logging.getLogger("pg_schema_restore.operator")
@@ -48,6 +48,9 @@ CONFIG = OperatorConfig.from_env()
 _slots = threading.BoundedSemaphore(max(1, CONFIG.max_concurrent))
 _running: dict[str, threading.Event] = {}   # uid -> set while a daemon is driving it
 _running_lock = threading.Lock()
+# Registered where they are defined: the admission webhook (when enabled) and
+# the report of a spec changed anyway.
+OTHER_HANDLERS = (admission.validate, spec_change.spec_changed)
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -83,6 +86,7 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # CRD present at start: no cluster-wide list/watch of namespaces and CRDs,
     # so in watchNamespaces mode the operator holds no cluster-wide right.
     settings.scanning.disabled = True
+    admission.configure(settings)   # the validating webhook, when PGSR_WEBHOOK_PORT is set
     if CONFIG.executor == "job" and not CONFIG.job_namespace:
         CONFIG.job_namespace = _own_namespace()
     try:

@@ -16,6 +16,7 @@ from .. import events
 from ..crd import GROUP, PLURAL, VERSION
 from ..engine.record import RestoreRecord
 from . import metrics
+from .spec_change import running_generation, with_spec_change
 from .status import refused_status, status_for
 
 log = logging.getLogger("pg_schema_restore.operator")
@@ -28,7 +29,7 @@ class StatusWriter:
     def __init__(self, body: kopf.Body) -> None:
         self.body = body
         self.meta = body["metadata"]
-        self.generation = int(self.meta.get("generation") or 1)
+        self.generation = running_generation(body)   # the spec this restore runs
         self.conditions: list[dict[str, Any]] = list(
             (body.get("status") or {}).get("conditions") or [])
 
@@ -42,6 +43,7 @@ class StatusWriter:
         self.tell(events.Notice(error.reason, error.message, warning=True))
 
     def _patch(self, status: dict[str, Any]) -> None:
+        status["conditions"] = with_spec_change(status["conditions"], self.body, self.generation)
         self.conditions = status["conditions"]
         try:
             client.CustomObjectsApi().patch_namespaced_custom_object_status(
