@@ -231,6 +231,34 @@ def test_twenty_restores_with_limit_four(world):
           f"most running at once: {running_max}")
 
 
+def test_a_spec_changed_mid_restore_is_reported_and_the_first_spec_runs(world):
+    """No webhook and no CEL (1.20): the change is accepted; the operator says,
+    in a condition and one event, that the restore keeps its first spec."""
+    world.kubelet.hold_steps = {"copy"}
+    world.start_operator()
+    world.apply("edited", _spec(world, targetSuffix="_ed"))
+    world.wait_for(lambda: "copy" in world.kubelet.held, 240, "the copy Job to start")
+    world.kube.kubectl("patch", "schemarestore", "edited", "-n", world.ns, "--type=merge",
+                       "-p", json.dumps({"spec": {"schemas": ["tenant_b"]}}))
+    ignored = world.wait_for(lambda: world.condition("edited", "SpecChangeIgnored"), 60,
+                             "SpecChangeIgnored")
+    assert (ignored["status"], ignored["reason"]) == ("True", "SpecImmutable")
+    world.kubelet.hold_steps = set()
+    cond = world.wait_done("edited", 240)
+    assert cond["status"] == "True", cond
+    obj = world.get("edited")
+    assert obj["metadata"]["generation"] == 2 and obj["status"]["observedGeneration"] == 1
+    assert obj["status"]["targetSchemas"] == {"tenant_a": "tenant_a_ed"}
+    assert obj["status"]["record"]["spec"]["schemas"] == ["tenant_a"]
+    # Still there after the phases' status writes, with its first transition time.
+    assert world.condition("edited", "SpecChangeIgnored") == ignored
+    assert world.counts("tenant_a_ed") == (50, 2000)
+    assert "tenant_b_ed" not in world.schemas()
+    events = json.loads(world.kube.kubectl("get", "events", "-n", world.ns, "-o", "json",
+                                           "--field-selector", "reason=SpecImmutable").stdout)
+    assert len(events["items"]) == 1 and events["items"][0]["type"] == "Warning"
+
+
 def test_happy_path_succeeds_and_cleans_up(world):
     world.start_operator()
     world.apply("restore-a", _spec(world))
