@@ -167,9 +167,9 @@ class World:
 
 @pytest.fixture(scope="module")
 def crd(kube_cluster):
-    # 1.20 does not know x-kubernetes-validations (CEL, 1.25+): client-side
-    # validation would refuse the field; the server drops it (tests/test_crd.py
-    # checks the rules with a CEL library instead).
+    # 1.20 does not know x-kubernetes-validations (CEL, 1.25+): install_crd
+    # applies crds/kubernetes-1.20-1.24/ (tests/test_crd.py checks the rules
+    # with a CEL library; the admission webhook enforces them here).
     install_crd(kube_cluster)
     return CRD
 
