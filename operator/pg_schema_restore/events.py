@@ -72,6 +72,8 @@ def line(event: dict[str, Any]) -> str | None:
         if event.get("event") == "phase_failed":
             return f"[{phase}] failed ({said.reason}): {event.get('message', '')}"
         return f"[{phase}] {said.message.removeprefix(phase + ' ')}"   # "[DataCopy] finished in 3.0 s"
+    if event.get("event") == "progress":   # live progress, at the save throttle's pace
+        return f"[{event.get('phase')}] {event.get('summary', '')}".rstrip()
     if event.get("event") in _DETAILS:
         details = {k: v for k, v in event.items() if k not in ("event", "elapsed", "restoreId")}
         return f"  {event['event']} {fields_text(details)}".rstrip()
