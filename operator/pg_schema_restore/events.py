@@ -22,7 +22,7 @@ from .engine.record import RestoreRecord
 # Detail events worth a line on a terminal (the rest is for --json).
 _DETAILS = {"table_done", "renamed", "rewritten", "created", "warning",
             "dropped_after_failure", "post_data_applied"}
-_QUIET = {"started"}
+_QUIET = {"started", "copy_progress"}   # per chunk: the engine shows it at its pace
 
 
 @dataclass(frozen=True)
