@@ -22,7 +22,7 @@ from support.helm import CHART, helm, of_kind, render, rules_of, with_images
 NS = "pgsr-system"
 FULLNAME = "pgsr-pg-schema-restore"     # release "pgsr" (support/helm.render)
 JOB_RULES = {("batch", "jobs", v) for v in ("get", "list", "create", "delete")} | {
-    ("", "pods", "list")} | {("", "secrets", v) for v in ("create", "patch", "delete")}
+    ("", "pods", "list"), ("", "pods/log", "get")} | {("", "secrets", v) for v in ("create", "patch", "delete")}
 WATCH_RULES = {("pgschemarestore.io", "schemarestores", v)
                for v in ("get", "list", "watch", "patch")} | {
     ("pgschemarestore.io", "schemarestores/status", "patch"), ("", "events", "create")}

@@ -71,6 +71,25 @@ SPEC_RULES = [
 _TIME = {"type": "string", "format": "date-time"}
 _GENERATION = {"type": "integer", "format": "int64"}
 
+_COUNT = {"type": "integer", "format": "int64", "minimum": 0}
+# record.progress (engine/progress.py): the copy's or DMS's counters, then the summary.
+PROGRESS: dict[str, Any] = {
+    "summary": {"description": "what the PROGRESS column shows, e.g. 4/7 copy 12/40 tables "
+                               "37% ETA 3m while copying, rows restored at the end",
+                "type": "string"},
+    "tablesDone": {"description": "tables copied completely", **_COUNT},
+    "tablesTotal": {"description": "tables to copy (DMS: of the tasks started so far)",
+                    **_COUNT},
+    "rows": {"description": "rows copied so far", **_COUNT},
+    "rowsTotal": {"description": "rows to copy, estimated up front (exact for small tables, "
+                                 "the planner's estimate for large ones)", **_COUNT},
+    "bytes": {"description": "table bytes (heap and TOAST) copied so far, by chunk", **_COUNT},
+    "bytesTotal": {"description": "table bytes (heap and TOAST) to copy", **_COUNT},
+    "bytesPerSecond": {"description": "copy rate so far", **_COUNT},
+    "startedAt": {"description": "when the copy started", **_TIME},
+    "updatedAt": {"description": "when these counters were measured", **_TIME},
+}
+
 # What k8s/status.py writes; unknown fields are kept for the engine record
 # (`record`) and kopf's own bookkeeping.
 STATUS: dict[str, Any] = {
@@ -95,8 +114,10 @@ STATUS: dict[str, Any] = {
         "targetSchemas": {"description": "each requested schema and the name it is restored "
                                          "under",
                           "type": "object", "additionalProperties": {"type": "string"}},
-        "progress": {"description": "counters of the running phase, and a one-line summary",
-                     "type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        "progress": {"description": "counters of the running phase, and a one-line summary; "
+                                    "during DataCopy written at most every few seconds",
+                     "type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                     "properties": PROGRESS},
         "startTime": {"description": "when the restore started", **_TIME},
         "completionTime": {"description": "when the restore finished", **_TIME},
         "warnings": {"description": "what this restore could not bring back (see "
@@ -153,8 +174,8 @@ def printer_columns() -> list[dict[str, Any]]:
         {"name": "Status", "type": "string", "description": "reason of the Succeeded condition",
          "jsonPath": '.status.conditions[?(@.type=="Succeeded")].reason'},
         {"name": "Progress", "type": "string",
-         "description": f"step n/{len(PHASES)} (and tables copied) while running; rows "
-                        "restored at the end",
+         "description": f"step n/{len(PHASES)} while running (DataCopy: tables done/total, "
+                        "percent, ETA); rows restored at the end",
          "jsonPath": ".status.progress.summary"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]

@@ -22,7 +22,7 @@ from .engine.record import RestoreRecord
 # Detail events worth a line on a terminal (the rest is for --json).
 _DETAILS = {"table_done", "renamed", "rewritten", "created", "warning",
             "dropped_after_failure", "post_data_applied"}
-_QUIET = {"started"}
+_QUIET = {"started", "copy_progress"}   # per chunk: the engine shows it at its pace
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ def line(event: dict[str, Any]) -> str | None:
         if event.get("event") == "phase_failed":
             return f"[{phase}] failed ({said.reason}): {event.get('message', '')}"
         return f"[{phase}] {said.message.removeprefix(phase + ' ')}"   # "[DataCopy] finished in 3.0 s"
+    if event.get("event") == "progress":   # live progress, at the save throttle's pace
+        return f"[{event.get('phase')}] {event.get('summary', '')}".rstrip()
     if event.get("event") in _DETAILS:
         details = {k: v for k, v in event.items() if k not in ("event", "elapsed", "restoreId")}
         return f"  {event['event']} {fields_text(details)}".rstrip()

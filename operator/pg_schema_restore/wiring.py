@@ -103,7 +103,7 @@ def _local_context(config: OperatorConfig, executor_for: Callable[[Secrets], Exe
     return Context(temp_dbs=LocalTemporaryDatabases(source, secrets),
                    executor=executor_for(secrets), artifacts_root=config.artifacts_root,
                    artifact_cleaner=LocalArtifactCleaner(), secrets=secrets,
-                   save=save, on_event=on_event)
+                   save=save, on_event=on_event, progress_seconds=config.progress_seconds)
 
 
 def _aws_context(config: OperatorConfig, spec: RestoreSpec | None, region: str,
@@ -124,7 +124,8 @@ def _aws_context(config: OperatorConfig, spec: RestoreSpec | None, region: str,
     # A sweep (no spec) deletes DMS leftovers too.
     if dms is None and (spec is None or spec.data_copy == "dms"):
         dms = DmsMigration(session, DmsSettings(
-            secrets_access_role_arn=config.dms_secrets_role_arn), clients=clients)
+            secrets_access_role_arn=config.dms_secrets_role_arn,
+            progress_seconds=config.progress_seconds), clients=clients)
     return Context(
         temp_dbs=RdsTemporaryDatabases(session, secrets, clients=clients, poller=poller),
         executor=executor_for(secrets),
@@ -134,4 +135,4 @@ def _aws_context(config: OperatorConfig, spec: RestoreSpec | None, region: str,
         secrets=secrets,
         audit=DynamoAudit(session, config.audit_table, clients=clients)
         if config.audit_table else None,
-        dms=dms, save=save, on_event=on_event)
+        dms=dms, save=save, on_event=on_event, progress_seconds=config.progress_seconds)

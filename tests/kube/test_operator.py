@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 from psycopg import sql
 
 from pg_schema_restore.local.secrets import LocalSecrets
@@ -190,6 +191,7 @@ def world(kube_cluster, crd, prod, prod_base_backup, wal_archive, new_db, tmp_pa
                          .format(s))
     w = World(kube_cluster, prod, prod_base_backup, wal_archive, tmp_path, namespace, db)
     w.point = restore_point()
+    w.wal_archive = wal_archive
     with prod.connect(db) as conn:  # damage after the restore point
         conn.execute("DELETE FROM tenant_a.entries WHERE id % 2 = 0")
     prod.archive_current_wal(wal_archive)
@@ -369,3 +371,45 @@ def test_failed_job_fails_restore_and_cleans_up(world):
     assert world.leftovers() == []
     assert "tenant_a_f" not in world.schemas()           # dropped after the failure
     assert world.counts("tenant_a") == (50, 1000)
+
+
+def test_progress_advances_in_status_during_the_copy(world):
+    """PROGRESS moves while the copy Job runs: the operator reads the pod's log
+    (`pods/log`, served by the test kubelet) and saves the counters. The table
+    is split in many ranges (PGSR_COPY_CHUNK_PAGES) and every report is saved
+    (PGSR_PROGRESS_SECONDS=0), so the count of updates does not depend on timing."""
+    with world.prod.connect(world.db) as conn:
+        conn.execute("CREATE TABLE tenant_a.ledger (id bigint, memo text)")
+        conn.execute("INSERT INTO tenant_a.ledger SELECT g, repeat(md5(g::text), 3) "
+                     "FROM generate_series(1, 20000) g")
+        conn.execute("ANALYZE tenant_a.ledger")
+    point = restore_point()
+    world.prod.archive_current_wal(world.wal_archive)
+    world.kubelet.extra_env["PGSR_COPY_CHUNK_PAGES"] = "24"
+    world.start_operator(PGSR_PROGRESS_SECONDS="0")
+    world.apply("live", _spec(world, targetSuffix="_live",
+                              restoreTime=point.strftime("%Y-%m-%dT%H:%M:%S.%fZ")))
+    seen: list[tuple[str, dict]] = []       # (phase, status.progress) of every update
+    stream = watch.Watch()
+    for change in stream.stream(world.custom.list_namespaced_custom_object, GROUP, VERSION,
+                                world.ns, PLURAL, field_selector="metadata.name=live",
+                                timeout_seconds=240):
+        status = change["object"].get("status") or {}
+        seen.append((status.get("phase", ""), status.get("progress") or {}))
+        if status.get("phase") in ("Succeeded", "Failed"):
+            stream.stop()
+    assert seen and seen[-1][0] == "Succeeded", (seen[-1:], world.operator_log())
+    copying = [p for phase, p in seen if phase == "DataCopy" and p.get("bytesTotal")]
+    assert copying, seen
+    total = copying[0]["bytesTotal"]
+    middle = {(p["bytes"], p["tablesDone"]) for p in copying if 0 < p["bytes"] < total}
+    assert len(middle) >= 2, copying           # advanced at least twice mid-copy
+    assert [p["bytes"] for p in copying] == sorted(p["bytes"] for p in copying)
+    first = next(p for p in copying if 0 < p["bytes"] < total)
+    assert re.fullmatch(r"4/7 copy \d+/3 tables \d+%( ETA \S+)?", first["summary"]), first
+    assert first["tablesTotal"] == 3 and first["rowsTotal"] >= 20000
+    assert copying[-1]["bytes"] == total and copying[-1]["tablesDone"] == 3
+    print("\nPROGRESS during the copy: " + " | ".join(
+        dict.fromkeys(p["summary"] for p in copying)))
+    with world.prod.connect(world.db) as conn:
+        assert conn.execute("SELECT count(*) FROM tenant_a_live.ledger").fetchone()[0] == 20000

@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from ddl_job import requests
 from ddl_job.errors import CleanupFailed, InvalidSpec, RestoreError
 
+from . import progress
 from .ports import ArtifactCleaner, Audit, DataMigration, Executor, Secrets, TemporaryDatabases
 from .record import RestoreRecord
 
@@ -41,6 +43,8 @@ class Context:
     on_event: Callable[[dict[str, Any]], None] = lambda event: None
     dry_run: bool = False
     steps_run: list[str] = field(default_factory=list)
+    # Live progress saves the record (the status) at most this often.
+    progress_seconds: float = 5.0
 
 
 def artifacts_location(record: RestoreRecord, ctx: Context) -> str:
@@ -48,20 +52,28 @@ def artifacts_location(record: RestoreRecord, ctx: Context) -> str:
     return root.rstrip("/") + f"/{record.restore_id}"
 
 
+def save_progress(record: RestoreRecord, ctx: Context) -> None:
+    """Save the record for its progress, and say it (the CLI prints a line)."""
+    ctx.save(record)
+    ctx.on_event({"event": "progress", "phase": record.phase, "restoreId": record.restore_id,
+                  "summary": progress.summary(record.progress)})
+
+
 def _step(ctx: Context, record: RestoreRecord, request: requests.StepRequest, *,
-          source: bool = True, target: bool = True) -> Any:
-    """Run a data-plane step through the executor, reporting its events."""
+          source: bool = True, target: bool = True, live: progress.Throttle | None = None
+          ) -> Any:
+    """Run a data-plane step through the executor, reporting its events; with
+    `live`, its progress reports are folded into the record and saved at the
+    throttle's pace."""
     spec = record.requested
     ctx.steps_run.append(request.step)
 
     def relay(event: dict[str, Any]) -> None:
         event = {**event, "restoreId": record.restore_id}
-        if event.get("event") == "table_done":
-            progress = record.progress
-            progress["tablesDone"] = progress.get("tablesDone", 0) + 1
-            progress["rows"] = progress.get("rows", 0) + int(event.get("rows") or 0)
-            progress["bytes"] = progress.get("bytes", 0) + int(event.get("bytes") or 0)
         ctx.on_event(event)
+        if live is not None and progress.fold(record.progress, event,
+                                              datetime.now(timezone.utc)) and live.ready():
+            save_progress(record, ctx)
 
     return ctx.executor.run(
         request,
@@ -201,10 +213,11 @@ def _revoke_memberships(record: RestoreRecord, ctx: Context) -> None:
 def data_copy(record: RestoreRecord, ctx: Context) -> None:
     spec = record.requested
     location = record.resources["artifacts"]
-    record.progress = {"tablesDone": 0, "rows": 0, "bytes": 0}
+    progress.start(record.progress, datetime.now(timezone.utc))
     if spec.data_copy == "copy":
         # restart: a resumed run empties what a crashed copy loaded (ours only).
-        summary = _step(ctx, record, requests.Copy(location, jobs=spec.jobs, restart=True))
+        summary = _step(ctx, record, requests.Copy(location, jobs=spec.jobs, restart=True),
+                        live=progress.Throttle(ctx.progress_seconds))
     else:
         assert ctx.dms is not None
         summary = ctx.dms.run_full_load(record, spec, record.resources["temporarySecret"],
@@ -215,6 +228,10 @@ def data_copy(record: RestoreRecord, ctx: Context) -> None:
     if isinstance(summary, dict):
         record.progress.update({k: summary[k] for k in ("tables", "rows", "bytes")
                                 if k in summary})
+        if "tables" in summary:
+            record.progress.update(tablesDone=summary["tables"], tablesTotal=summary["tables"])
+        progress.update(record.progress, {}, datetime.now(timezone.utc))
+    save_progress(record, ctx)       # once at the end, whatever the throttle said
 
 
 # -- 5 -----------------------------------------------------------------------

@@ -10,8 +10,10 @@
   restore-id label (cleanup finds them by it) and name their SchemaRestore
   in an annotation (for people).
 - The step's last JSON line comes back through the Pod's termination
-  message (no log access needed); a failed Job ends the step with that
-  message or the log tail (`FallbackToLogsOnError`).
+  message; a failed Job ends the step with that message or the log tail
+  (`FallbackToLogsOnError`). Progress lines are read from the pod's log
+  while it runs (`pod_log.py`, `pods/log`); without that right the step
+  still runs, with no live progress.
 - Restricted security context, resource requests/limits, no retries
   (`backoffLimit: 0`: the engine decides what to re-run), a deadline.
 """
@@ -31,6 +33,7 @@ from ddl_job.requests import StepRequest
 
 from ..engine.ports import Secrets
 from .connections import dsn_from_secret
+from .pod_log import PodLogFollower
 from .result import parse_line, step_result
 
 LABEL_RESTORE = "pgschemarestore.io/restore-id"
@@ -156,20 +159,28 @@ class JobExecutor:
             self.batch.create_namespaced_job(self.namespace,
                                              self.job_manifest(step, request.to_argv(), keys))
             on_event({"event": "job_created", "step": step, "job": name})
-        return self._wait(step, name)
+        return self._wait(step, name, on_event)
 
-    def _wait(self, step: str, name: str) -> Any:
-        while True:
-            if self.should_stop():
-                self.delete_job(name)
-                raise Cancelled()
-            job = self.batch.read_namespaced_job(name, self.namespace)
-            status = job.status
-            if status.succeeded:
-                return self._result(step, name, failed=False)
-            if status.failed:
-                return self._result(step, name, failed=True)
-            time.sleep(self.poll_seconds)
+    def _wait(self, step: str, name: str,
+              on_event: Callable[[dict[str, Any]], None] = lambda event: None) -> Any:
+        # Progress lines come from the pod's log while it runs (pod_log.py).
+        follower = PodLogFollower(self.core, self.namespace, name)
+        try:
+            while True:
+                if self.should_stop():
+                    self.delete_job(name)
+                    raise Cancelled()
+                job = self.batch.read_namespaced_job(name, self.namespace)
+                status = job.status
+                if status.succeeded or status.failed:
+                    for event in follower.finish():
+                        on_event(event)
+                    return self._result(step, name, failed=not status.succeeded)
+                for event in follower.poll():
+                    on_event(event)
+                time.sleep(self.poll_seconds)
+        finally:
+            follower.close()
 
     def _result(self, step: str, name: str, *, failed: bool) -> Any:
         message = self._termination_message(name)
