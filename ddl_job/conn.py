@@ -35,6 +35,10 @@ _LIBPQ_ENV = {
     "PGCLIENTENCODING",
 }
 _CONNECT_TIMEOUT = "10"
+# A backend whose client died (its step was killed with the operator) stops
+# at the next check instead of finishing a long statement or lock wait and
+# committing it (`client_connection_check_interval`, PostgreSQL 14+).
+CLIENT_CHECK_INTERVAL = "2s"
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ class Endpoint:
         if application_name:
             params["application_name"] = application_name
         try:
-            return psycopg.connect(autocommit=autocommit, **params)
+            conn = psycopg.connect(autocommit=True, **params)
         except psycopg.OperationalError as exc:
             first = self._sanitize(str(exc).strip().splitlines()[0] if str(exc).strip()
                                    else type(exc).__name__)
@@ -115,6 +119,12 @@ class Endpoint:
                 "ConnectionFailed",
                 f"cannot connect to the {self.role} database {self.describe()}: {first}"
             ) from None
+        if conn.info.server_version >= 140000:
+            # Outside a transaction, so no later rollback undoes it.
+            conn.execute("SELECT set_config('client_connection_check_interval', %s, false)",
+                         (CLIENT_CHECK_INTERVAL,))
+        conn.autocommit = autocommit
+        return conn
 
     def sanitize(self, text: str) -> str:
         """Remove this endpoint's password from a message (belt and braces)."""

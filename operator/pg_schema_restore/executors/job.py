@@ -14,6 +14,16 @@
   message or the log tail (`FallbackToLogsOnError`).
 - Restricted security context, resource requests/limits, no retries
   (`backoffLimit: 0`: the engine decides what to re-run), a deadline.
+- Stopping (`Stop`, polled while waiting): a cancelled restore's Job is
+  deleted with foreground propagation (its Pod goes first, so its process
+  is gone when the Job is) and the wait ends with `Cancelled`; an operator
+  shutting down only stops waiting (`Interrupted`) and leaves the Job
+  running.
+- Adoption: before a (restarted) operator drives a restore, `settle` finds
+  the restore's Jobs still running (label query) and waits for them. It
+  adopts rather than deletes them: the step may have run for hours, its
+  result is read back by name when its phase re-runs, and nothing else
+  starts for the restore meanwhile, so no step ever runs twice at once.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from ddl_job.errors import Cancelled
 from ddl_job.requests import StepRequest
 
 from ..engine.ports import Secrets
+from ..engine.stopping import NEVER, Interrupted, Stop
 from .connections import dsn_from_secret
 from .result import parse_line, step_result
 
@@ -48,8 +59,8 @@ class JobExecutor:
 
     def __init__(self, *, namespace: str, owner: str, restore_id: str, image: str,
                  secrets: Secrets, resources: dict[str, Any], deadline_seconds: int,
-                 service_account: str = "", should_stop: Callable[[], bool] = lambda: False,
-                 poll_seconds: float = 1.0, api_client: client.ApiClient | None = None) -> None:
+                 service_account: str = "", poll_seconds: float = 1.0,
+                 gone_seconds: float = 20.0, api_client: client.ApiClient | None = None) -> None:
         self.namespace = namespace
         self.owner = owner
         self.restore_id = restore_id
@@ -58,8 +69,8 @@ class JobExecutor:
         self.resources = resources
         self.deadline_seconds = deadline_seconds
         self.service_account = service_account
-        self.should_stop = should_stop
         self.poll_seconds = poll_seconds
+        self.gone_seconds = gone_seconds   # how long a cancellation waits for its Job to go
         self.batch = client.BatchV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
 
@@ -143,7 +154,7 @@ class JobExecutor:
 
     def run(self, request: StepRequest, *, source_secret: str | None,
             target_secret: str | None, database: str,
-            on_event: Callable[[dict[str, Any]], None]) -> Any:
+            on_event: Callable[[dict[str, Any]], None], stop: Stop = NEVER) -> Any:
         step = request.step
         name = self.job_name(step)
         try:
@@ -156,13 +167,11 @@ class JobExecutor:
             self.batch.create_namespaced_job(self.namespace,
                                              self.job_manifest(step, request.to_argv(), keys))
             on_event({"event": "job_created", "step": step, "job": name})
-        return self._wait(step, name)
+        return self._wait(step, name, stop)
 
-    def _wait(self, step: str, name: str) -> Any:
+    def _wait(self, step: str, name: str, stop: Stop) -> Any:
         while True:
-            if self.should_stop():
-                self.delete_job(name)
-                raise Cancelled()
+            self._check(name, stop)
             job = self.batch.read_namespaced_job(name, self.namespace)
             status = job.status
             if status.succeeded:
@@ -170,6 +179,48 @@ class JobExecutor:
             if status.failed:
                 return self._result(step, name, failed=True)
             time.sleep(self.poll_seconds)
+
+    def _check(self, name: str, stop: Stop) -> None:
+        """Cancelled: delete the Job (foreground), wait a while for it to go,
+        raise. Interrupted: raise, the Job keeps running for the next operator."""
+        if stop.cancelled():
+            self.delete_job(name)
+            self._wait_gone(name)
+            raise Cancelled()
+        if stop.interrupted():
+            raise Interrupted()
+
+    def _wait_gone(self, name: str) -> None:
+        deadline = time.monotonic() + self.gone_seconds
+        while time.monotonic() < deadline:
+            try:
+                self.batch.read_namespaced_job(name, self.namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                raise
+            time.sleep(self.poll_seconds)
+
+    def running_jobs(self) -> list[str]:
+        """This restore's Jobs that have not finished (label query)."""
+        jobs = self.batch.list_namespaced_job(
+            self.namespace, label_selector=f"{LABEL_RESTORE}={self.restore_id}").items
+        return sorted(job.metadata.name for job in jobs
+                      if not (job.status.succeeded or job.status.failed)
+                      and job.metadata.deletion_timestamp is None)
+
+    def settle(self, stop: Stop = NEVER) -> list[str]:
+        """Adopt the Jobs an earlier operator left running: wait for each to end
+        (its result is read by name when its phase re-runs)."""
+        running = self.running_jobs()
+        for name in running:
+            while True:
+                self._check(name, stop)
+                status = self.batch.read_namespaced_job(name, self.namespace).status
+                if status.succeeded or status.failed:
+                    break
+                time.sleep(self.poll_seconds)
+        return running
 
     def _result(self, step: str, name: str, *, failed: bool) -> Any:
         message = self._termination_message(name)
@@ -189,8 +240,9 @@ class JobExecutor:
     # -- cleanup ----------------------------------------------------------------
     def delete_job(self, name: str) -> None:
         try:
+            # Foreground: the Job goes only once its Pod (the step's process) is gone.
             self.batch.delete_namespaced_job(name, self.namespace,
-                                             propagation_policy="Background")
+                                             propagation_policy="Foreground")
         except ApiException as exc:
             if exc.status != 404:
                 raise
