@@ -4,13 +4,16 @@ The real kube-controller-manager creates the Pods of each Job; with no
 kubelet they stay Pending. This helper runs each Pod's container command as
 a local process (env resolved from `value` and `secretKeyRef`, as a kubelet
 would), captures the termination message file, and writes the Pod's status;
-the real Job controller then completes or fails the Job.
+the real Job controller then completes or fails the Job. Like a kubelet, it
+stops a running container whose Pod is deleted (SIGTERM to the process
+group the container runs in, SIGKILL after a grace period).
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,6 +48,9 @@ class LocalKubelet:
         self.hold_steps: set[str] = set()     # keep these steps' pods waiting to start
         self.held: set[str] = set()           # steps that reached the hold
         self.secret_values: list[str] = []    # every secretKeyRef value a pod got (DSNs)
+        self.killed: list[str] = []           # pods whose process was stopped on deletion
+        self.pids: dict[str, int] = {}        # pod name -> its process (group) id
+        self.grace_seconds = 5.0
         self._main = threading.Thread(target=self._loop, daemon=True)
 
     def start(self) -> "LocalKubelet":
@@ -108,13 +114,64 @@ class LocalKubelet:
             if step in self.fail_steps:
                 code, output = 1, "injected failure of step " + step
             else:
-                proc = subprocess.run(command, env=env, capture_output=True, text=True)
-                code, output = proc.returncode, proc.stdout + proc.stderr
+                ran = self._run_container(name, command, env, tmp)
+                if ran is None:
+                    return   # the Pod was deleted: stopped, nothing to report
+                code, output = ran
             message = open(log).read() if os.path.exists(log) else output[-4000:]
         state = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                                 "message": message, "startedAt": _now(), "finishedAt": _now()}}
         self._patch(name, {"phase": "Succeeded" if code == 0 else "Failed",
                            "containerStatuses": [self._container_status(container, state)]})
+
+    def _run_container(self, name: str, command: list[str], env: dict[str, str],
+                       tmp: str) -> tuple[int, str] | None:
+        """Run the command in its own process group until it ends, or until
+        its Pod goes away (then stop the group and return None)."""
+        out_path = os.path.join(tmp, "output")
+        with open(out_path, "w") as out:
+            proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pids[name] = proc.pid
+        while True:
+            try:
+                code = proc.wait(timeout=0.3)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if not self._running(name):
+                self._stop_group(proc)
+                self.killed.append(name)
+                return None
+        with open(out_path) as out:
+            return code, out.read()
+
+    def _stop_group(self, proc: subprocess.Popen) -> None:
+        """SIGTERM the group, SIGKILL what is left after the grace period."""
+        def kill(signum: int) -> None:
+            try:
+                os.killpg(proc.pid, signum)
+            except ProcessLookupError:
+                pass
+        kill(signal.SIGTERM)
+        try:
+            proc.wait(timeout=self.grace_seconds)
+        except subprocess.TimeoutExpired:
+            pass
+        kill(signal.SIGKILL)
+        proc.wait()
+
+    def _running(self, name: str) -> bool:
+        """The Pod still exists and is not being deleted."""
+        try:
+            pod = self.core.read_namespaced_pod(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        except Exception:  # apiserver restarting: keep running
+            return True
+        return pod.metadata.deletion_timestamp is None
 
     def _exists(self, name: str) -> bool:
         try:

@@ -29,6 +29,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from typing import Any, Callable
 
@@ -49,6 +50,7 @@ LABEL_STEP = "pgschemarestore.io/step"
 OWNER_ANNOTATION = "pgschemarestore.io/schemarestore"   # namespace/name of the restore
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pg-schema-restore"}
 TERMINATION_LOG = "/dev/termination-log"
+log = logging.getLogger(__name__)
 
 
 class JobExecutor:
@@ -214,6 +216,9 @@ class JobExecutor:
         (its result is read by name when its phase re-runs)."""
         running = self.running_jobs()
         for name in running:
+            log.info("restore %s: adopting Job %s, left running by an earlier operator; "
+                     "waiting for its result before anything else starts",
+                     self.restore_id, name)
             while True:
                 self._check(name, stop)
                 status = self.batch.read_namespaced_job(name, self.namespace).status
