@@ -18,7 +18,7 @@ from pg_schema_restore.engine import runner
 from pg_schema_restore.engine.phases import Context
 from pg_schema_restore.engine.record import RestoreRecord
 from pg_schema_restore.engine.spec import RestoreSpec
-from pg_schema_restore.engine.stopping import Interrupted, Stop
+from pg_schema_restore.engine.stopping import Interrupted, Stop, stoppable_sleep
 from pg_schema_restore.k8s.status import status_for
 
 SPEC = RestoreSpec.from_dict({"database": "appdb", "schemas": ["a"],
@@ -116,3 +116,14 @@ def test_status_says_deleting_at_once():
     done = RestoreRecord(restore_id="r1", spec=SPEC, phase="Succeeded",
                          completed=list(BEFORE_SUCCESS), schemas_created=True)
     assert status_for(done, 1, deleting=True)["phase"] == "Succeeded"   # the outcome stays
+
+
+def test_adapters_long_waits_end_on_a_stop_but_not_in_cleanup():
+    """RDS and DMS waits sleep through `stoppable_sleep` (wiring): a deletion
+    ends them within a tick, except during Cleanup."""
+    cancelled = Stop(cancelled=lambda: True)
+    with pytest.raises(Cancelled):
+        stoppable_sleep(cancelled, applies=lambda: True)(3600)
+    with pytest.raises(Interrupted):
+        stoppable_sleep(Stop(interrupted=lambda: True), applies=lambda: True)(3600)
+    stoppable_sleep(cancelled, applies=lambda: False, tick=0.01)(0.02)   # Cleanup: sleeps on

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import OperatorConfig
-from .engine.phases import Context
+from .engine.phases import CLEANUP_PHASES, Context
 from .engine.ports import DataMigration, Executor, Secrets
 from .engine.record import RestoreRecord
 from .engine.spec import RestoreSpec
-from .engine.stopping import NEVER, Stop
+from .engine.stopping import NEVER, Stop, stoppable_sleep
 from .executors.job import JobExecutor
 from .executors.subprocess import SubprocessExecutor
 
@@ -89,6 +89,12 @@ def build_context(config: OperatorConfig, record: RestoreRecord, *,
     if config.provider == "local":
         ctx = _local_context(config, executor_for, save, on_event)
     else:
+        if poller is None and stop is not NEVER:
+            # RDS and DMS waits last minutes: a deletion must not wait them out.
+            from .aws.session import Poller
+
+            poller = Poller(sleep=stoppable_sleep(
+                stop, lambda: record.phase not in CLEANUP_PHASES))
         ctx = _aws_context(config, spec, record.region, executor_for, save=save,
                            on_event=on_event, session=session, poller=poller, dms=dms)
     ctx.stop = stop
@@ -129,7 +135,8 @@ def _aws_context(config: OperatorConfig, spec: RestoreSpec | None, region: str,
     # A sweep (no spec) deletes DMS leftovers too.
     if dms is None and (spec is None or spec.data_copy == "dms"):
         dms = DmsMigration(session, DmsSettings(
-            secrets_access_role_arn=config.dms_secrets_role_arn), clients=clients)
+            secrets_access_role_arn=config.dms_secrets_role_arn), clients=clients,
+            poller=poller)
     return Context(
         temp_dbs=RdsTemporaryDatabases(session, secrets, clients=clients, poller=poller),
         executor=executor_for(secrets),

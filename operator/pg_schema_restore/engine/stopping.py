@@ -18,6 +18,7 @@ knows nothing of where they come from.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -54,3 +55,20 @@ class Stop:
 
 
 NEVER = Stop()
+
+
+def stoppable_sleep(stop: Stop, applies: Callable[[], bool],
+                    tick: float = 0.5) -> Callable[[float], None]:
+    """A `sleep` for adapters' long waits (an RDS restore, a DMS task): it
+    raises the stop request within `tick` while `applies()` (the restore is
+    not in its Cleanup, which is never cancelled)."""
+    def sleep(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            if applies():
+                stop.raise_if_requested()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, tick))
+    return sleep
