@@ -186,7 +186,7 @@ class JobExecutor:
         """Cancelled: delete the Job (foreground), wait a while for it to go,
         raise. Interrupted: raise, the Job keeps running for the next operator."""
         if stop.cancelled():
-            self.delete_job(name)
+            self.delete_job(name, running=True)
             self._wait_gone(name)
             raise Cancelled()
         if stop.interrupted():
@@ -243,11 +243,13 @@ class JobExecutor:
         return ""
 
     # -- cleanup ----------------------------------------------------------------
-    def delete_job(self, name: str) -> None:
+    def delete_job(self, name: str, *, running: bool = False) -> None:
+        """A running Job is deleted in the foreground: it goes only once its
+        Pod (the step's processes) is gone. A finished one goes at once."""
         try:
-            # Foreground: the Job goes only once its Pod (the step's process) is gone.
-            self.batch.delete_namespaced_job(name, self.namespace,
-                                             propagation_policy="Foreground")
+            self.batch.delete_namespaced_job(
+                name, self.namespace,
+                propagation_policy="Foreground" if running else "Background")
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -260,7 +262,8 @@ class JobExecutor:
         selector = f"{LABEL_RESTORE}={self.restore_id}"
         deleted: list[str] = []
         for job in batch.list_namespaced_job(namespace, label_selector=selector).items:
-            self.delete_job(job.metadata.name)
+            self.delete_job(job.metadata.name,
+                            running=not (job.status.succeeded or job.status.failed))
             deleted.append(f"job {job.metadata.name}")
         try:
             core.delete_namespaced_secret(self.secret_name, namespace)

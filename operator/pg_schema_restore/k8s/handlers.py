@@ -53,7 +53,7 @@ log = logging.getLogger("pg_schema_restore.operator")
 
 CONFIG = OperatorConfig.from_env()
 _slots = threading.BoundedSemaphore(max(1, CONFIG.max_concurrent))
-_running: dict[str, threading.Event] = {}   # uid -> set while a daemon is driving it
+_running: dict[str, threading.Event] = {}   # uid -> set once its daemon (queued or running) left
 _running_lock = threading.Lock()
 _announced: set[str] = set()                # uids whose deletion was announced
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
