@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -154,6 +155,29 @@ class World:
         found += [s for s in self.secrets.ids() if s.startswith("pgsr-")]
         return sorted(found)
 
+    def phases_seen(self, name: str) -> "PhaseWatch":
+        """Collect every `status.phase` of `name` from now on (a watch: no
+        state is missed between two polls)."""
+        return PhaseWatch(self, name)
+
+    def events_of(self, name: str, reason: str) -> list[dict]:
+        items = self.core.list_namespaced_event(
+            self.ns, field_selector=f"involvedObject.name={name}").items
+        return [{"reason": e.reason, "message": e.message, "count": e.count}
+                for e in items if e.reason == reason]
+
+    def restore_jobs(self) -> list[str]:
+        return [j.metadata.name for j in self.batch.list_namespaced_job(
+            self.ns, label_selector="pgschemarestore.io/restore-id").items]
+
+    def backends(self, application: str) -> list[tuple[int, str | None]]:
+        """Production sessions of one data-plane client (psql sets its name)."""
+        with self.prod.connect(self.db) as conn:
+            return conn.execute(
+                "SELECT pid, wait_event_type FROM pg_stat_activity "
+                "WHERE datname = %s AND application_name = %s AND pid <> pg_backend_pid()",
+                (self.db, application)).fetchall()
+
     def schemas(self) -> set[str]:
         with self.prod.connect(self.db) as conn:
             return {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
@@ -164,6 +188,30 @@ class World:
                 "SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
                     sql.Identifier(schema, "accounts"), sql.Identifier(schema, "entries"))
             ).fetchone())
+
+
+class PhaseWatch:
+    """Every `status.phase` and `Succeeded` reason a SchemaRestore shows, in order."""
+
+    def __init__(self, world: World, name: str) -> None:
+        self.seen: list[tuple[str | None, str | None]] = []
+        self._watch = watch.Watch()
+        self._thread = threading.Thread(target=self._run, args=(world, name), daemon=True)
+        self._thread.start()
+
+    def _run(self, world: World, name: str) -> None:
+        for event in self._watch.stream(world.custom.list_namespaced_custom_object, GROUP,
+                                        VERSION, world.ns, PLURAL,
+                                        field_selector=f"metadata.name={name}",
+                                        timeout_seconds=600):
+            status = event["object"].get("status") or {}
+            top = next((c for c in status.get("conditions") or []
+                        if c["type"] == "Succeeded"), {})
+            self.seen.append((status.get("phase"), top.get("reason")))
+
+    def stop(self) -> list[tuple[str | None, str | None]]:
+        self._watch.stop()
+        return self.seen
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +225,7 @@ def crd(kube_cluster):
 
 @pytest.fixture
 def world(kube_cluster, crd, prod, prod_base_backup, wal_archive, new_db, tmp_path, request):
-    namespace = "t-" + request.node.name.replace("_", "-")[:40].lower().strip("-")
+    namespace = "t-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
     kube_cluster.kubectl("create", "namespace", namespace)
     db = new_db(prod, "op")
     with prod.connect(db) as conn:
@@ -344,8 +392,9 @@ def test_operator_killed_mid_phase_resumes_without_duplicates(world):
     world.wait_for(lambda: "copy" in world.kubelet.held, 240, "the copy Job to start")
     world.kill_operator()
     world.start_operator()
-    # The restarted operator logs the phase it resumes: only then is the Job released.
-    world.wait_for(lambda: world.full_log().count("phase DataCopy") >= 2, 120,
+    # The restarted operator adopts the copy's Job (it waits for it before
+    # anything else starts): only then is the Job released.
+    world.wait_for(lambda: "adopting Job" in world.full_log(), 120,
                    "the restarted operator to resume the copy")
     world.kubelet.hold_steps = set()
     cond = world.wait_done("resumed", 240)
@@ -413,3 +462,108 @@ def test_progress_advances_in_status_during_the_copy(world):
         dict.fromkeys(p["summary"] for p in copying)))
     with world.prod.connect(world.db) as conn:
         assert conn.execute("SELECT count(*) FROM tenant_a_live.ledger").fetchone()[0] == 20000
+
+
+# Deletion before the restore succeeded: the running step is stopped, cleanup
+# drops what the restore created (docs/operations.md, "Deleting a restore").
+# phase -> the step held (its Job exists, its Pod waits), and whether the
+# restored schema exists in production by then.
+DELETE_DURING = {
+    "Initialize": ("precheck", False),
+    "SchemaExtraction": ("rights", False),
+    "DataCopy": ("copy", True),        # the copy really runs: blocked on a lock
+    "PostData": ("apply-post", True),
+}
+
+
+@pytest.mark.parametrize("phase", list(DELETE_DURING))
+def test_deletion_during(world, phase):
+    """Deleted while `step` runs: `Deleting` at once, the step stopped, the
+    schema dropped, nothing left."""
+    step, created = DELETE_DURING[phase]
+    world.kubelet.hold_steps = {step}
+    world.start_operator()
+    name, target = f"del-{phase.lower()}", "tenant_a_dp"
+    world.apply(name, _spec(world, targetSuffix="_dp"))
+    world.wait_for(lambda: step in world.kubelet.held, 240, f"the {step} Job to start")
+    assert (target in world.schemas()) == created
+    lock = None
+    if step == "copy":   # a copy really writing: started, then blocked by our lock
+        lock = world.prod.connect(world.db)
+        lock.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
+            sql.Identifier(target, "entries")))
+        world.kubelet.hold_steps = set()
+        world.wait_for(lambda: any(kind == "Lock" for _, kind in world.backends("pgsr-copy")),
+                       120, "the copy to wait on the lock")
+    phases = world.phases_seen(name)
+    world.custom.delete_namespaced_custom_object(GROUP, VERSION, world.ns, PLURAL, name)
+    if lock is not None:
+        # The Job is deleted in the foreground: its process group is killed
+        # and production loses the copy's session before cleanup starts.
+        world.wait_for(lambda: world.kubelet.killed, 60, "the copy's process to be stopped")
+        world.wait_for(lambda: not world.backends("pgsr-copy"), 60, "the copy's session to go")
+        lock.rollback()
+        lock.close()
+    world.wait_for(lambda: world.get(name) is None, 120, "the object to go")
+    seen = phases.stop()
+    assert ("Deleting", "Deleting") in seen, seen
+    deleting = world.events_of(name, "Deleting")
+    assert len(deleting) == 1 and (deleting[0]["count"] or 1) == 1, deleting
+    assert target not in world.schemas()
+    assert world.leftovers() == []
+    assert world.restore_jobs() == []
+    assert world.core.list_namespaced_secret(
+        world.ns, label_selector="pgschemarestore.io/restore-id").items == []
+    assert "did not exit in time" not in world.full_log()
+
+
+def test_queued_restore_deletes_at_once(world):
+    world.kubelet.hold_steps = {"copy"}
+    world.start_operator(PGSR_MAX_CONCURRENT="1")
+    world.apply("first", _spec(world, targetSuffix="_q1"))
+    world.wait_for(lambda: "copy" in world.kubelet.held, 240, "the first copy to start")
+    world.apply("second", _spec(world, targetSuffix="_q2"))
+    world.wait_for(lambda: (world.get("second") or {}).get("status", {}).get("phase")
+                   == "Queued", 60, "the second restore to queue")
+    world.custom.delete_namespaced_custom_object(GROUP, VERSION, world.ns, PLURAL, "second")
+    # At once: the old operator took 30 s (a daemon re-check kopf scheduled
+    # after its cancellation timeout); the bound here is well under it.
+    world.wait_for(lambda: world.get("second") is None, 15, "the queued restore to go")
+    assert world.condition("first")["status"] == "Unknown"   # it still holds the slot
+    assert len(world.events_of("second", "Deleting")) == 1
+    assert "tenant_a_q2" not in world.schemas()
+    world.kubelet.hold_steps = set()
+    assert world.wait_done("first")["status"] == "True"
+    assert world.leftovers() == []
+
+
+def test_operator_killed_mid_step_adopts_the_running_job(world):
+    """SIGKILL of the operator while a copy Job really runs: the Job goes on
+    (it belongs to the cluster, not to the operator) and the restarted
+    operator adopts it before starting anything: it never runs a second
+    copy beside it, and the rows are copied once."""
+    world.kubelet.hold_steps = {"copy"}
+    world.start_operator()
+    world.apply("adopted", _spec(world, targetSuffix="_ad"))
+    world.wait_for(lambda: "copy" in world.kubelet.held, 240, "the copy Job to start")
+    lock = world.prod.connect(world.db)
+    lock.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
+        sql.Identifier("tenant_a_ad", "entries")))
+    world.kubelet.hold_steps = set()
+    world.wait_for(lambda: any(kind == "Lock" for _, kind in world.backends("pgsr-copy")), 120,
+                   "the copy to wait on the lock")
+    world.kill_operator()
+    world.start_operator()
+    world.wait_for(lambda: "adopting Job" in world.full_log(), 120,
+                   "the restarted operator to adopt the Job")
+    # The one copy still waits; nothing was started beside it.
+    assert [kind for _, kind in world.backends("pgsr-copy")].count("Lock") == 1
+    lock.rollback()
+    lock.close()
+    cond = world.wait_done("adopted", 240)
+    assert cond["status"] == "True", cond
+    assert world.counts("tenant_a_ad") == (50, 2000)
+    copies = [p for p in world.kubelet.started if "-copy-" in p]
+    assert len(copies) == 1, world.kubelet.started
+    assert world.kubelet.killed == []
+    assert world.leftovers() == []

@@ -13,6 +13,10 @@ binds each pod it runs to it, and answers the API server's
 output file, so `kubectl logs -f` and the operator's `pods/log` stream work.
 The API server has no kubelet CA configured, so it accepts this server's
 self-signed certificate.
+
+Like a kubelet, it stops a running container whose Pod is deleted (SIGTERM
+to the process group the container runs in, SIGKILL after a grace period),
+then confirms the deletion.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -62,6 +67,8 @@ class LocalKubelet:
         self._logs: dict[str, str] = {}        # pod name -> its output file
         self._running: set[str] = set()         # pods whose process has not ended
         self._procs: dict[str, subprocess.Popen] = {}
+        self.killed: list[str] = []           # pods whose process was stopped on deletion
+        self.grace_seconds = 5.0
         self._server = _log_server(self, self._dir)
         self._main = threading.Thread(target=self._loop, daemon=True)
 
@@ -133,8 +140,11 @@ class LocalKubelet:
                 continue
             for pod in pods.items:
                 proc = self._procs.get(pod.metadata.name)
-                if pod.metadata.deletion_timestamp and proc and proc.poll() is None:
-                    proc.terminate()    # graceful deletion of a bound pod: stop it
+                if (pod.metadata.deletion_timestamp and proc and proc.poll() is None
+                        and pod.metadata.name not in self.killed):
+                    # Graceful deletion of a bound pod: stop its process group.
+                    self.killed.append(pod.metadata.name)
+                    threading.Thread(target=self._stop_group, args=(proc,), daemon=True).start()
                 uid = pod.metadata.uid
                 if pod.status.phase == "Pending" and uid not in self._seen:
                     self._seen.add(uid)
@@ -186,7 +196,9 @@ class LocalKubelet:
                         code = 1
                     else:   # stdout and stderr in one file, as a container's log
                         proc = subprocess.Popen(command, env=env, stdout=out,
-                                                stderr=subprocess.STDOUT)
+                                                stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL,
+                                                start_new_session=True)
                         self._procs[name] = proc
                         code = proc.wait()
             finally:
@@ -200,6 +212,20 @@ class LocalKubelet:
         self._patch(name, {"phase": "Succeeded" if code == 0 else "Failed",
                            "containerStatuses": [self._container_status(container, state)]})
         self._finish_deletion(name)
+
+    def _stop_group(self, proc: subprocess.Popen) -> None:
+        """SIGTERM the container's process group, SIGKILL what is left after the grace."""
+        def kill(signum: int) -> None:
+            try:
+                os.killpg(proc.pid, signum)
+            except ProcessLookupError:
+                pass
+        kill(signal.SIGTERM)
+        try:
+            proc.wait(timeout=self.grace_seconds)
+        except subprocess.TimeoutExpired:
+            pass
+        kill(signal.SIGKILL)
 
     def _finish_deletion(self, name: str) -> None:
         """A bound pod deleted while it ran waits for its kubelet: confirm it."""

@@ -20,6 +20,7 @@ from ddl_job.errors import CleanupFailed, InvalidSpec, RestoreError
 from . import progress
 from .ports import ArtifactCleaner, Audit, DataMigration, Executor, Secrets, TemporaryDatabases
 from .record import RestoreRecord
+from .stopping import NEVER, Stop
 
 log = logging.getLogger(__name__)
 # The failure path: phases that run after a failure and never loop back.
@@ -30,7 +31,9 @@ CLEANUP_PHASES = ("Cleanup", "Record")
 class Context:
     """What the phases work with; built by the composition root (`wiring`).
 
-    `dry_run` makes Initialize check everything and create nothing (`plan`)."""
+    `dry_run` makes Initialize check everything and create nothing (`plan`);
+    `stop` is polled by the running step and between phases (deletion
+    cancels the restore, shutdown interrupts this process only)."""
 
     temp_dbs: TemporaryDatabases
     executor: Executor
@@ -42,6 +45,7 @@ class Context:
     save: Callable[[RestoreRecord], None] = lambda record: None
     on_event: Callable[[dict[str, Any]], None] = lambda event: None
     dry_run: bool = False
+    stop: Stop = NEVER
     steps_run: list[str] = field(default_factory=list)
     # Live progress saves the record (the status) at most this often.
     progress_seconds: float = 5.0
@@ -79,7 +83,9 @@ def _step(ctx: Context, record: RestoreRecord, request: requests.StepRequest, *,
         request,
         source_secret=record.resources.get("temporarySecret") if source else None,
         target_secret=ctx.temp_dbs.production_secret(spec) if target else None,
-        database=spec.database, on_event=relay)
+        database=spec.database, on_event=relay,
+        # Cleanup's own steps (dropping the schemas) are never cancelled.
+        stop=NEVER if record.phase in CLEANUP_PHASES else ctx.stop)
 
 
 def add_warnings(record: RestoreRecord, ctx: Context, result: Any) -> None:
@@ -260,9 +266,12 @@ def cleanup(record: RestoreRecord, ctx: Context) -> None:
 
     A sweep (a record with no spec) deletes by tag whatever it finds."""
     spec = record.spec
-    # Only a restore that failed *before* cleanup drops its schemas: when a
-    # finished restore's cleanup is retried, its schemas are the result.
-    failed = record.error is not None and record.error.get("phase") not in CLEANUP_PHASES
+    # Only a restore that failed *before* cleanup, or was cancelled before it
+    # succeeded, drops its schemas: when a finished restore's cleanup is
+    # retried, its schemas are the result.
+    error = record.error or {}
+    failed = bool(error) and (error.get("phase") not in CLEANUP_PHASES
+                              or error.get("reason") == "Cancelled")
     problems: list[str] = []
     if failed and record.schemas_created and spec is not None and spec.on_failure != "keep":
         try:

@@ -17,7 +17,7 @@ from ..crd import GROUP, PLURAL, VERSION
 from ..engine.record import RestoreRecord
 from . import metrics
 from .spec_change import running_generation, with_spec_change
-from .status import refused_status, status_for
+from .status import deleting_message, refused_status, status_for
 
 log = logging.getLogger("pg_schema_restore.operator")
 EVENT_MESSAGE_LIMIT = 1000   # Kubernetes cuts Event messages at 1 KiB
@@ -33,8 +33,23 @@ class StatusWriter:
         self.conditions: list[dict[str, Any]] = list(
             (body.get("status") or {}).get("conditions") or [])
 
+    @property
+    def deleting(self) -> bool:
+        """The object has a deletionTimestamp (a daemon's body is kept fresh by kopf)."""
+        return bool((self.body.get("metadata") or {}).get("deletionTimestamp"))
+
     def write(self, record: RestoreRecord, waiting: str | None = None) -> None:
-        self._patch(status_for(record, self.generation, self.conditions, waiting))
+        self._patch(status_for(record, self.generation, self.conditions, waiting,
+                               deleting=self.deleting))
+
+    def deletion_started(self, record: RestoreRecord) -> None:
+        """Say at once that the object is being deleted and what that does.
+
+        Only `phase` and the conditions are patched: `record` may be older
+        than the daemon's latest save, which must never be overwritten."""
+        status = status_for(record, self.generation, self.conditions, deleting=True)
+        self._patch({"phase": status["phase"], "conditions": status["conditions"]})
+        self.tell(events.Notice("Deleting", deleting_message(record)))
 
     def refuse(self, error: InvalidSpec) -> None:
         """A spec the operator cannot run: say why; nothing was created."""

@@ -56,14 +56,17 @@ def _phase_condition(type_: str, phase: str, record: RestoreRecord) -> tuple[str
 
 def status_for(record: RestoreRecord, generation: int,
                previous_conditions: list[dict[str, Any]] | None = None,
-               waiting: str | None = None) -> dict[str, Any]:
-    """The whole status for a record; `waiting` explains a queued restore."""
+               waiting: str | None = None, deleting: bool = False) -> dict[str, Any]:
+    """The whole status for a record; `waiting` explains a queued restore;
+    `deleting` says the SchemaRestore is being deleted (until it is done)."""
     previous = {c["type"]: c for c in previous_conditions or []}
     conditions = []
     error = record.error or {}
     if record.done:
         said = outcome(record)
         top = ("True" if record.succeeded else "False", said.reason, said.message)
+    elif deleting:
+        top = ("Unknown", "Deleting", deleting_message(record))
     elif waiting:
         top = ("Unknown", "Queued", waiting)
     elif error:
@@ -78,7 +81,7 @@ def status_for(record: RestoreRecord, generation: int,
                                     previous))
     return {
         "observedGeneration": generation,
-        "phase": _derived_phase(record, waiting),
+        "phase": "Deleting" if deleting and not record.done else _derived_phase(record, waiting),
         "point": record.requested.point,
         "restoreId": record.restore_id,
         "targetSchemas": record.targets,
@@ -89,6 +92,19 @@ def status_for(record: RestoreRecord, generation: int,
         "warnings": record.warnings,
         "record": record.to_dict(),
     }
+
+
+def deleting_message(record: RestoreRecord) -> str:
+    """What a deletion does to this restore (the rule: drop unless it succeeded)."""
+    if record.done:
+        kept = "kept" if record.succeeded else "not kept"
+        return f"the SchemaRestore is being deleted; the restored schemas are {kept}"
+    if record.schemas_created:
+        return ("the SchemaRestore is being deleted before it succeeded: the running step is "
+                "stopped, then cleanup deletes the temporary resources and drops the "
+                "schemas this restore created")
+    return ("the SchemaRestore is being deleted before it succeeded: the running step is "
+            "stopped, then cleanup deletes the temporary resources")
 
 
 def refused_status(reason: str, message: str, generation: int,
