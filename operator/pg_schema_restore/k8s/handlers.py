@@ -39,7 +39,7 @@ from ..engine.phases import Context
 from ..engine.record import RestoreRecord, restore_id_for
 from ..engine.spec import RestoreSpec
 from ..stepfunctions.execution import StepFunctionsExecution
-from . import metrics
+from . import metrics, saved_record
 from .reporting import StatusWriter
 
 log = logging.getLogger("pg_schema_restore.operator")
@@ -115,11 +115,13 @@ def probe(**_: Any) -> dict[str, int]:
 
 def _load_record(body: kopf.Body) -> RestoreRecord:
     """The saved record, or a new one for the spec (parsed here, once: InvalidSpec)."""
-    saved = (body.get("status") or {}).get("record")
-    if saved:
-        return RestoreRecord.from_dict(dict(saved))
+    status = dict(body.get("status") or {})
+    if saved_record.whole(status):   # written by an operator before the split
+        return RestoreRecord.from_dict(dict(status["record"]))
     spec = RestoreSpec.from_dict(CONFIG.spec_for(body["metadata"]["namespace"],
                                                  dict(body["spec"])))
+    if status.get("record"):
+        return saved_record.join(status, spec)
     return RestoreRecord(restore_id=restore_id_for(body["metadata"]["uid"]), spec=spec)
 
 

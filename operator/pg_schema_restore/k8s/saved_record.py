@@ -1,0 +1,77 @@
+"""The engine record in a SchemaRestore's status, split and joined again.
+
+The status already shows the targets, the progress, the warnings and the
+start and completion times at its top level, and the spec is the object's
+own. `status.record` keeps only the rest, what the operator needs to resume
+(ids of temporary resources, phase, completed phases, timings, error, …),
+so `kubectl describe` shows no second copy of the status. `join` puts the
+record back together from both halves; it also reads the status an older
+operator wrote (a whole `RestoreRecord.to_dict()` in `status.record`), so an
+upgrade in the middle of a restore resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..engine.record import RestoreRecord
+from ..engine.spec import RestoreSpec
+
+# Record field -> status key, for the fields kept in `status.record`.
+KEPT: dict[str, str] = {
+    "restore_id": "restoreId",
+    "phase": "phase",
+    "completed": "completed",
+    "source": "source",
+    "resources": "resources",
+    "timings": "timings",
+    "schemas_created": "schemasCreated",
+    "cleanup_requested": "cleanupRequested",
+    "error": "error",
+    "result": "result",
+}
+# The keys of a whole record (an older operator's) that the compact one has
+# not: a status merge patch sets them to null, which removes them.
+CLEARED: dict[str, None] = dict.fromkeys(
+    ("restore_id", "spec", "targets", "progress", "started_at", "finished_at",
+     "schemas_created", "cleanup_requested", "warnings"))
+# What phase 7 copies into `result` from fields the status shows already.
+_RESULT_COPIES = ("targets", "timings", "rows", "bytes", "error")
+# The source fields the phases read again (the restorable window and the
+# notes are phase 1's and `plan`'s alone).
+_SOURCE_KEPT = ("kind", "engine_version", "snapshot_time", "settings")
+
+
+def compact(record: RestoreRecord) -> dict[str, Any]:
+    """What `status.record` holds: the record minus what the status shows."""
+    data = {key: getattr(record, name) for name, key in KEPT.items()}
+    data["source"] = {k: v for k, v in record.source.items() if k in _SOURCE_KEPT}
+    data["result"] = {k: v for k, v in record.result.items() if k not in _RESULT_COPIES}
+    return json.loads(json.dumps(data, default=str))
+
+
+def whole(status: dict[str, Any]) -> bool:
+    """Does `status.record` hold a whole record (an operator before the split)?"""
+    return "restore_id" in (status.get("record") or {})
+
+
+def join(status: dict[str, Any], spec: RestoreSpec) -> RestoreRecord:
+    """The record again, from the status and the (parsed) spec of the object."""
+    saved = dict(status.get("record") or {})
+    if whole(status):
+        return RestoreRecord.from_dict(saved)
+    record = RestoreRecord(restore_id=saved["restoreId"], spec=spec,
+                           **{name: saved[key] for name, key in KEPT.items()
+                              if key in saved and name != "restore_id"})
+    record.targets = dict(status.get("targetSchemas") or {})
+    record.progress = {k: v for k, v in (status.get("progress") or {}).items()
+                       if k != "summary"}
+    record.warnings = list(status.get("warnings") or [])
+    record.started_at = status.get("startTime") or record.started_at
+    record.finished_at = status.get("completionTime")
+    if "Record" in record.completed:   # phase 7 copied these into the result
+        record.result.update({"targets": record.targets, "timings": record.timings,
+                              "rows": record.progress.get("rows"),
+                              "bytes": record.progress.get("bytes"), "error": record.error})
+    return record
