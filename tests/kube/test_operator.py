@@ -315,7 +315,7 @@ def test_operator_killed_mid_phase_resumes_without_duplicates(world):
     world.kill_operator()
     world.start_operator()
     # The restarted operator logs the phase it resumes: only then is the Job released.
-    world.wait_for(lambda: world.full_log().count("phase DataCopy") >= 2, 120,
+    world.wait_for(lambda: world.full_log().count("4/7 DataCopy started") >= 2, 120,
                    "the restarted operator to resume the copy")
     world.kubelet.hold_steps = set()
     cond = world.wait_done("resumed", 240)

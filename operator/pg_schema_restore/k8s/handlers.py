@@ -200,7 +200,7 @@ def _retry_cleanup_until_done(body: kopf.Body, record: RestoreRecord,
     while runner.cleanup_pending(record):
         kopf.warn(body, reason="CleanupRetry",
                   message=f"cleanup left resources behind; retrying in {delay:.0f} s: "
-                          f"{record.result.get('cleanupErrors')}"[:1000])
+                          f"{'; '.join(record.result.get('cleanupErrors') or [])}"[:1000])
         if stopped.wait(delay):
             return
         with _registered(uid):
