@@ -284,3 +284,23 @@ def test_name_too_long_says_the_real_suffix_and_by_how_much():
     assert "_restored" in info.value.message and "6 over" in info.value.message
     RestoreSpec.from_dict({"database": "d", "schemas": [long_name], "snapshotId": "s",
                            "targetSuffix": "_r"})
+
+
+def test_status_keeps_unknown_fields_only_where_it_must() -> None:
+    """On the status itself, x-kubernetes-preserve-unknown-fields hides every
+    property from `kubectl explain` (issue 13); the record and the progress
+    counters keep it."""
+    crd = yaml.safe_load(CRD.read_text())
+    status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    kept = []
+
+    def walk(schema: dict, path: str) -> None:
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            kept.append(path)
+        for name, prop in schema.get("properties", {}).items():
+            walk(prop, f"{path}.{name}")
+
+    walk(status, "status")
+    assert kept == ["status.progress", "status.record", "status.record.source",
+                    "status.record.resources", "status.record.result"]
+    assert {"conditions", "targetSchemas", "record", "warnings"} <= set(status["properties"])

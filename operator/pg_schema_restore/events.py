@@ -64,7 +64,7 @@ def notice(event: dict[str, Any]) -> Notice | None:
 def outcome(record: RestoreRecord) -> Notice:
     """How a finished restore ended: the Succeeded condition's reason and message."""
     if record.succeeded:
-        return Notice("Succeeded", f"restored {_mapping(record)}")
+        return Notice("Succeeded", f"restored {_mapping(record, ' -> ')}")
     error = record.error or {}
     return Notice(error.get("reason", "Failed"),
                   f"failed in {error.get('phase')}: {error.get('message', '')}", warning=True)
@@ -85,8 +85,9 @@ def final(record: RestoreRecord) -> Notice:
                             f"({error.get('reason', 'Failed')}){after}")
 
 
-def _mapping(record: RestoreRecord) -> str:
-    return ", ".join(f"{shown(old)} as {shown(new)}" for old, new in record.targets.items())
+def _mapping(record: RestoreRecord, between: str = " as ") -> str:
+    return ", ".join(f"{shown(old)}{between}{shown(new)}"
+                     for old, new in record.targets.items())
 
 
 def fields_text(fields: dict[str, Any]) -> str:
