@@ -23,7 +23,7 @@ from .. import events
 from ..crd import GROUP, PLURAL, VERSION
 from ..engine.record import RestoreRecord
 from . import metrics
-from .saved_record import CLEARED
+from .saved_record import merge_patch
 from .status import refused_status, status_for
 
 log = logging.getLogger("pg_schema_restore.operator")
@@ -41,12 +41,14 @@ class StatusWriter:
             (body.get("status") or {}).get("conditions") or [])
         self.who = f"schemarestore {self.meta.get('namespace')}/{self.meta.get('name')}"
         self.record: RestoreRecord | None = None   # the live record, from the last save
+        self.saved: Any = (body.get("status") or {}).get("record")   # as last written
 
     def write(self, record: RestoreRecord, waiting: str | None = None) -> None:
         self.record = record
         status = status_for(record, self.generation, self.conditions, waiting)
-        # A merge patch: null removes what an older operator kept in the record.
-        self._patch({**status, "record": {**CLEARED, **status["record"]}})
+        saved = status["record"]
+        self._patch({**status, "record": merge_patch(self.saved, saved)})
+        self.saved = saved
 
     def refuse(self, error: InvalidSpec) -> None:
         """A spec the operator cannot run: say why; nothing was created."""

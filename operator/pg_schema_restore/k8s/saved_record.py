@@ -7,7 +7,8 @@ own. `status.record` keeps only the rest, what the operator needs to resume
 so `kubectl describe` shows no second copy of the status. `join` puts the
 record back together from both halves; it also reads the status an older
 operator wrote (a whole `RestoreRecord.to_dict()` in `status.record`), so an
-upgrade in the middle of a restore resumes it.
+upgrade in the middle of a restore resumes it; `merge_patch` makes the next
+save remove what the compact form has not.
 """
 
 from __future__ import annotations
@@ -31,11 +32,6 @@ KEPT: dict[str, str] = {
     "error": "error",
     "result": "result",
 }
-# The keys of a whole record (an older operator's) that the compact one has
-# not: a status merge patch sets them to null, which removes them.
-CLEARED: dict[str, None] = dict.fromkeys(
-    ("restore_id", "spec", "targets", "progress", "started_at", "finished_at",
-     "schemas_created", "cleanup_requested", "warnings"))
 # What phase 7 copies into `result` from fields the status shows already.
 _RESULT_COPIES = ("targets", "timings", "rows", "bytes", "error")
 # The source fields the phases read again (the restorable window and the
@@ -43,12 +39,31 @@ _RESULT_COPIES = ("targets", "timings", "rows", "bytes", "error")
 _SOURCE_KEPT = ("kind", "engine_version", "snapshot_time", "settings")
 
 
+# What a finished restore no longer needs: the conditions say it
+# (PostDataApplied the verification, CleanedUp what was deleted).
+_RESULT_WHILE_RUNNING = ("verify", "deleted")
+
+
 def compact(record: RestoreRecord) -> dict[str, Any]:
     """What `status.record` holds: the record minus what the status shows."""
     data = {key: getattr(record, name) for name, key in KEPT.items()}
     data["source"] = {k: v for k, v in record.source.items() if k in _SOURCE_KEPT}
-    data["result"] = {k: v for k, v in record.result.items() if k not in _RESULT_COPIES}
+    dropped = _RESULT_COPIES + (_RESULT_WHILE_RUNNING if record.done else ())
+    data["result"] = {k: v for k, v in record.result.items() if k not in dropped}
     return json.loads(json.dumps(data, default=str))
+
+
+def merge_patch(old: Any, new: Any) -> Any:
+    """The JSON merge patch (RFC 7386) turning `old` into `new`: `new` with a
+    null for every key `old` has and `new` has not. A status patch merges
+    objects, so without the nulls a key once written (an older operator's
+    whole record, a cleanup error since resolved) would stay for ever."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        patch[key] = merge_patch(old.get(key), value)
+    return patch
 
 
 def whole(status: dict[str, Any]) -> bool:

@@ -59,7 +59,7 @@ def _phase_condition(type_: str, phase: str, record: RestoreRecord) -> tuple[str
     # production may hold our schemas (pre-data is being applied).
     extracted = type_ == "SchemaExtracted" and record.schemas_created
     if phase in record.completed or extracted:
-        return "True", "Done", DONE_MESSAGES[type_]
+        return "True", "Done", DONE_MESSAGES[type_] + _done_detail(type_, record)
     if error.get("phase") == phase:
         return "False", error.get("reason", "Failed"), error.get("message", "")
     if record.done or (error and PHASES.index(phase) < PHASES.index("Cleanup")):
@@ -67,6 +67,19 @@ def _phase_condition(type_: str, phase: str, record: RestoreRecord) -> tuple[str
     if record.phase == phase:
         return "Unknown", "InProgress", f"{phase} in progress"
     return "Unknown", "Pending", f"waiting for {phase}"
+
+
+def _done_detail(type_: str, record: RestoreRecord) -> str:
+    """What a finished restore's record no longer keeps, said by its condition."""
+    verify = record.result.get("verify")
+    if type_ == "PostDataApplied" and isinstance(verify, dict) and "tables" in verify:
+        return (f" ({verify['tables']} tables, {verify.get('rows')} rows, "
+                f"{verify.get('sequences', 0)} sequences checked against the copy)")
+    deleted = record.result.get("deleted")
+    if type_ == "CleanedUp" and isinstance(deleted, dict):
+        count = sum(len(v) if isinstance(v, list) else int(v or 0) for v in deleted.values())
+        return f" ({count} items)" if count else " (there was nothing to delete)"
+    return ""
 
 
 def _finished(top: tuple[str, str, str], done: bool) -> tuple[str, str, str]:
