@@ -90,12 +90,51 @@ PROGRESS: dict[str, Any] = {
     "updatedAt": {"description": "when these counters were measured", **_TIME},
 }
 
-# What k8s/status.py writes; unknown fields are kept for the engine record
-# (`record`) and kopf's own bookkeeping.
+
+_FREE_FORM = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+
+# What k8s/saved_record.py keeps: what resuming needs, nothing the status
+# shows. Unknown fields are kept (an older operator wrote the whole record).
+RECORD: dict[str, Any] = {
+    "description": "the operator's own record of the restore, what it needs to resume "
+                   "after a restart; not an interface (targets, progress, warnings and "
+                   "times are the fields above)",
+    **_FREE_FORM,
+    "properties": {
+        "restoreId": {"description": "the restore's id", "type": "string"},
+        "spec": {"description": "the request this restore runs: the spec as first "
+                                "resolved (the operator's defaults and the source "
+                                "applied); a later edit of the object does not change it",
+                 **_FREE_FORM},
+        "phase": {"description": "the phase to run next, or Succeeded or Failed",
+                  "type": "string"},
+        "completed": {"description": "the phases completed, in order", "type": "array",
+                      "items": {"type": "string"}},
+        "source": {"description": "what phase 1 learnt of the source (kind, engine "
+                                  "version, the copy's settings)", **_FREE_FORM},
+        "resources": {"description": "the ids of every temporary resource, written before "
+                                     "it is created", **_FREE_FORM},
+        "timings": {"description": "seconds spent in each phase", "type": "object",
+                    "additionalProperties": {"type": "number"}},
+        "schemasCreated": {"description": "production may hold this restore's schemas "
+                                          "(a failure drops them)", "type": "boolean"},
+        "cleanupRequested": {"description": "the object was deleted before the restore "
+                                            "ended", "type": "boolean"},
+        "error": {"description": "the failure: phase, reason and message",
+                  "type": "object", "nullable": True,
+                  "properties": {name: {"description": f"the failure's {name}",
+                                        "type": "string"}
+                                 for name in ("phase", "reason", "message")}},
+        "result": {"description": "what the phases report (cleanup errors, dropped schemas, "
+                                  "verification, granted memberships)", **_FREE_FORM},
+    },
+}
+
+# What k8s/status.py writes. Only `progress` and `record` keep unknown
+# fields: on the status itself that would hide it from `kubectl explain`.
 STATUS: dict[str, Any] = {
-    "description": "what the operator reports; it also keeps the restore's record here",
+    "description": "what the operator reports",
     "type": "object",
-    "x-kubernetes-preserve-unknown-fields": True,
     "properties": {
         "observedGeneration": {"description": "the generation whose spec this restore runs: "
                                               "a restore keeps the spec it started with, and "
@@ -106,7 +145,8 @@ STATUS: dict[str, Any] = {
         "phase": {"description": f"the current phase ({PHASES[0]} to {PHASES[-1]}), Queued, "
                                  "CleaningUp, or the end state Succeeded or Failed",
                   "type": "string"},
-        "point": {"description": "the restore point: the RFC 3339 instant, or snapshot:<id>",
+        "point": {"description": "the restore point: the RFC 3339 instant, or the snapshot's "
+                                 "name (and, once read, when it was taken)",
                   "type": "string"},
         "restoreId": {"description": "short id of this restore, in the names and tags of its "
                                      "temporary resources",
@@ -123,8 +163,10 @@ STATUS: dict[str, Any] = {
         "warnings": {"description": "what this restore could not bring back (see "
                                     "docs/operations.md)",
                      "type": "array", "items": {"type": "string"}},
+        "record": RECORD,
         "conditions": {
-            "description": "Succeeded (Unknown while running), then one condition per phase; "
+            "description": "Succeeded (Unknown while running), Finished (True once the "
+                           "restore ended, either way), then one condition per phase; "
                            "SpecChangeIgnored when the spec was changed after the start",
             "type": "array",
             "x-kubernetes-list-type": "map",
@@ -133,7 +175,7 @@ STATUS: dict[str, Any] = {
                 "type": "object",
                 "required": ["type", "status", "lastTransitionTime", "reason", "message"],
                 "properties": {
-                    "type": {"description": "Succeeded, TemporaryDatabaseReady, "
+                    "type": {"description": "Succeeded, Finished, TemporaryDatabaseReady, "
                                             "SchemaExtracted, PreDataApplied, DataCopied, "
                                             "PostDataApplied, CleanedUp or SpecChangeIgnored",
                              "type": "string", "maxLength": 316},
@@ -174,8 +216,8 @@ def printer_columns() -> list[dict[str, Any]]:
         {"name": "Status", "type": "string", "description": "reason of the Succeeded condition",
          "jsonPath": '.status.conditions[?(@.type=="Succeeded")].reason'},
         {"name": "Progress", "type": "string",
-         "description": f"step n/{len(PHASES)} while running (DataCopy: tables done/total, "
-                        "percent, ETA); rows restored at the end",
+         "description": f"Queued, then step n/{len(PHASES)} while running (DataCopy: "
+                        "tables done/total, percent, ETA); rows restored at the end",
          "jsonPath": ".status.progress.summary"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,14 @@ class World:
     def wait_done(self, name: str, timeout: float = 240) -> dict:
         return self.wait_for(lambda: (c := self.condition(name)) and c["status"] != "Unknown"
                              and c, timeout, f"{name} to finish")
+
+    def events(self, name: str) -> list[dict]:
+        """The Events of one SchemaRestore, oldest first (by their micro-time)."""
+        found = json.loads(self.kube.kubectl("get", "events", "-n", self.ns, "-o",
+                                             "json").stdout)["items"]
+        mine = [e for e in found if e["involvedObject"].get("kind") == "SchemaRestore"
+                and e["involvedObject"]["name"] == name]
+        return sorted(mine, key=lambda e: e.get("eventTime") or e.get("firstTimestamp") or "")
 
     def leftovers(self) -> list[str]:
         """Temporary copies and secrets of any restore, still on this machine."""
@@ -342,6 +351,28 @@ def test_happy_path_succeeds_and_cleans_up(world):
     assert "DataCopyDone" in events and "Succeeded" in events
     password = world.prod.password
     assert password not in json.dumps(obj) and password not in events
+    # issue 13: one Event per transition, in sentences; the end is one Event.
+    said = [(e["type"], e["reason"], e["message"]) for e in world.events("restore-a")]
+    assert [reason for _, reason, _ in said] == [
+        "InitializeDone", "TemporaryDatabaseDone", "SchemaExtractionDone", "DataCopyDone",
+        "PostDataDone", "CleanupDone", "Succeeded"], said
+    assert all(kind == "Normal" and not set("{}[]'") & set(message)
+               for kind, _, message in said), said
+    assert said[-1][2] == f"restore succeeded: restored tenant_a as {target} (2050 rows)"
+    # A finished restore's status is compact: no second copy of itself.
+    assert conds["Finished"]["status"] == "True"
+    assert set(status["record"]) <= {"restoreId", "phase", "completed", "source", "resources",
+                                     "timings", "schemasCreated", "cleanupRequested", "error",
+                                     "result"}, status["record"]
+    described = world.kube.kubectl("describe", "schemarestore", "restore-a", "-n",
+                                   world.ns).stdout
+    shown = described[described.index("\nStatus:"):described.index("\nEvents:")]
+    print(f"\n`kubectl describe` status section of a finished restore: "
+          f"{len(shown.splitlines())} lines")
+    assert "restore_id" not in shown and "started_at" not in shown, shown
+    assert table.splitlines()[1].split()[3] == status["point"] == _spec(world)["restoreTime"]
+    explained = world.kube.kubectl("explain", "schemarestores.status").stdout
+    assert "conditions" in explained and "targetSchemas" in explained, explained
     # Deleting a finished restore leaves the restored schema in place.
     world.custom.delete_namespaced_custom_object(GROUP, VERSION, world.ns, PLURAL, "restore-a")
     world.wait_for(lambda: world.get("restore-a") is None, 60, "deletion")
@@ -363,12 +394,24 @@ def test_invalid_specs(world):
     world.apply("sneaky", _spec(world, schemas=["pg_tenant"]))
     cond = world.wait_done("sneaky", 60)
     assert cond["status"] == "False" and cond["reason"] == "InvalidSpec"
-    # A missing schema ends with a precise reason and nothing left behind.
+    # A missing schema ends with a precise reason and nothing left behind;
+    # Initialize said it was not in production before the copy was made.
     world.apply("missing", _spec(world, schemas=["no_such_tenant"], targetSuffix="_m"))
     cond = world.wait_done("missing", 240)
     assert cond["status"] == "False" and cond["reason"] == "MissingSchema", cond
     assert world.leftovers() == []
     assert "no_such_tenant_m" not in world.schemas()
+    assert world.get("missing")["status"]["warnings"] == [
+        "schema no_such_tenant is not in production now; it will be looked for in the copy"]
+    # Refused in Initialize (a time not yet in the WAL archive): nothing was
+    # created, so no Event says it was cleaned up; one warning says why.
+    late = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    world.apply("late", _spec(world, restoreTime=late, targetSuffix="_l"))
+    world.kube.kubectl("wait", "--for=condition=Finished", "--timeout=120s",
+                       "schemarestore/late", "-n", world.ns, timeout=140)
+    assert world.condition("late")["reason"] == "RestoreTimeOutOfWindow"
+    said = [(e["type"], e["reason"]) for e in world.events("late")]
+    assert said == [("Warning", "InitializeFailed"), ("Normal", "Failed")], said
 
 
 def test_delete_mid_restore_cleans_everything(world):
@@ -414,9 +457,25 @@ def test_failed_job_fails_restore_and_cleans_up(world):
     world.kubelet.fail_steps = {"copy"}
     world.start_operator()
     world.apply("failing", _spec(world, targetSuffix="_f"))
-    cond = world.wait_done("failing", 240)
+    # issue 13: `kubectl wait --for=condition=Finished` returns on a failure too.
+    world.kube.kubectl("wait", "--for=condition=Finished", "--timeout=240s",
+                       "schemarestore/failing", "-n", world.ns, timeout=260)
+    cond = world.condition("failing")
     assert cond["status"] == "False" and cond["reason"] == "JobFailed", cond
     assert "injected failure" in cond["message"]
+    # One warning for the failure, in words; the end said once; the log too.
+    said = [(e["type"], e["reason"], e["message"]) for e in world.events("failing")]
+    warnings = [s for s in said if s[0] == "Warning"]
+    assert len(warnings) == 1 and warnings[0][1] == "DataCopyFailed", said
+    assert warnings[0][2].startswith("phase 4/7 DataCopy failed (JobFailed): ")
+    assert said[-1][:2] == ("Normal", "Failed") and "RecordDone" not in str(said)
+    assert said[-1][2] == "restore failed in DataCopy (JobFailed); dropped the schemas it " \
+                          "had created: tenant_a_f"
+    logged = [json.loads(line) for line in world.full_log().splitlines()
+              if line.startswith("{") and "/failing (restore" in line]
+    failed = [entry for entry in logged if entry.get("severity") == "warn"]   # kopf's JSON
+    assert any("restore failed in DataCopy (JobFailed)" in e["message"] for e in failed), \
+        logged
     assert world.leftovers() == []
     assert "tenant_a_f" not in world.schemas()           # dropped after the failure
     assert world.counts("tenant_a") == (50, 1000)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ddl_job import requests
 from ddl_job.errors import CleanupFailed, InvalidSpec, RestoreError
+from ddl_job.names import shown
 
 from . import progress
 from .ports import ArtifactCleaner, Audit, DataMigration, Executor, Secrets, TemporaryDatabases
@@ -112,8 +113,10 @@ def initialize(record: RestoreRecord, ctx: Context) -> None:
     record.resources.setdefault("suffix", suffix)
     # Target names free and ≤ 63 bytes, database reachable, the role may create
     # the schemas and own what production's schemas hold: checked in production.
-    _step(ctx, record, requests.Precheck(spec.schemas, suffix,
-                                         grant_membership=spec.grant_membership), source=False)
+    checked = _step(ctx, record, requests.Precheck(spec.schemas, suffix,
+                                                   grant_membership=spec.grant_membership),
+                    source=False)
+    add_warnings(record, ctx, {"warnings": not_in_production_warnings(checked)})
     if spec.data_copy == "dms" and ctx.dms is None:
         raise InvalidSpec("dataCopy dms needs AWS DMS (not available here)")
     ctx.artifact_cleaner.check(artifacts_location(record, ctx))
@@ -121,6 +124,15 @@ def initialize(record: RestoreRecord, ctx: Context) -> None:
         return
     if ctx.audit is not None:
         ctx.audit.started(record)
+
+
+def not_in_production_warnings(checked: Any) -> list[str]:
+    """Precheck's requested schemas that production does not hold now: said
+    before the copy is paid for, so a typo shows (not a refusal: a dropped
+    schema is what one restores)."""
+    absent = checked.get("notInProduction") if isinstance(checked, dict) else None
+    return [f"schema {shown(name)} is not in production now; it will be looked for in "
+            "the copy" for name in absent or []]
 
 
 def plan(record: RestoreRecord, ctx: Context) -> dict[str, Any]:
@@ -147,7 +159,7 @@ def plan(record: RestoreRecord, ctx: Context) -> dict[str, Any]:
                                "tasks": len(spec.schemas)}
     return {"restoreId": record.restore_id, "source": record.source,
             "targets": record.targets, "wouldCreate": would_create,
-            "notes": record.source.get("notes", [])}
+            "notes": record.source.get("notes", []), "warnings": record.warnings}
 
 
 # -- 2 -----------------------------------------------------------------------

@@ -46,7 +46,7 @@ from ..engine.record import RestoreRecord, restore_id_for
 from ..engine.spec import RestoreSpec
 from ..engine.stopping import NEVER, Interrupted, Stop
 from ..stepfunctions.execution import StepFunctionsExecution
-from . import admission, metrics, spec_change
+from . import admission, metrics, saved_record, spec_change
 from .reporting import StatusWriter
 
 log = logging.getLogger("pg_schema_restore.operator")
@@ -125,13 +125,27 @@ def probe(**_: Any) -> dict[str, int]:
         return {"running": len(_running)}
 
 
+def _refused_already(body: kopf.Body) -> bool:
+    """Refused before a record existed (InvalidSpec, SourceNotAllowed): that is
+    final. A restarted operator must not parse a since-edited spec, or a
+    since-changed configuration, into a restore nobody saw accepted."""
+    status = body.get("status") or {}
+    return not status.get("record") and any(
+        c.get("type") == "Succeeded" and c.get("status") == "False"
+        for c in status.get("conditions") or [])
+
+
 def _load_record(body: kopf.Body) -> RestoreRecord:
     """The saved record, or a new one for the spec (parsed here, once: InvalidSpec)."""
-    saved = (body.get("status") or {}).get("record")
-    if saved:
-        return RestoreRecord.from_dict(dict(saved))
+    status = dict(body.get("status") or {})
+    if saved_record.whole(status):   # written by an operator before the split
+        return RestoreRecord.from_dict(dict(status["record"]))
+    if saved_record.saved_spec(status) is not None:   # the spec it started with
+        return saved_record.join(status)
     spec = RestoreSpec.from_dict(CONFIG.spec_for(body["metadata"]["namespace"],
                                                  dict(body["spec"])))
+    if status.get("record"):
+        return saved_record.join(status, spec)
     return RestoreRecord(restore_id=restore_id_for(body["metadata"]["uid"]), spec=spec)
 
 
@@ -179,6 +193,8 @@ def _wait_for_slot(body: kopf.Body, record: RestoreRecord, writer: StatusWriter,
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=5.0, cancellation_timeout=30.0)
 def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Run the restore to its end (or until the object is deleted)."""
+    if _refused_already(body):
+        return
     try:
         record = _load_record(body)
     except InvalidSpec as refused:
@@ -244,7 +260,7 @@ def _retry_cleanup_until_done(body: kopf.Body, record: RestoreRecord,
     while runner.cleanup_pending(record):
         kopf.warn(body, reason="CleanupRetry",
                   message=f"cleanup left resources behind; retrying in {delay:.0f} s: "
-                          f"{record.result.get('cleanupErrors')}"[:1000])
+                          f"{'; '.join(record.result.get('cleanupErrors') or [])}"[:1000])
         if stopped.wait(delay):
             return
         with _registered(uid):

@@ -1,4 +1,5 @@
--- Argo CD health of a SchemaRestore, from its Succeeded condition.
+-- Argo CD health of a SchemaRestore, from its Succeeded condition (its
+-- Finished condition is True exactly when Succeeded is no longer Unknown).
 -- True: Healthy. False: Degraded (a failed restore stays Degraded until the
 -- object is removed from Git or recreated: a restore never runs twice).
 -- Unknown (queued, running, cleaning up) or no status yet: Progressing.
