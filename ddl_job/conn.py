@@ -35,6 +35,11 @@ _LIBPQ_ENV = {
     "PGCLIENTENCODING",
 }
 _CONNECT_TIMEOUT = "10"
+# A backend whose client died (its step was killed with the operator) stops
+# at the next check instead of finishing a long statement or lock wait and
+# committing it (`client_connection_check_interval`, PostgreSQL 14+).
+CLIENT_CHECK_INTERVAL = "2s"
+_CHECKS_CLIENTS: dict[tuple[tuple[str, str], ...], bool] = {}   # endpoint -> server is 14+
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,9 @@ class Endpoint:
             env.pop(key, None)
         for key, value in self.params.items():
             env[_LIBPQ_ENV[key]] = value
+        if self.checks_clients():   # pg_dump, psql and pg_restore sessions too
+            settings = {"client_connection_check_interval": CLIENT_CHECK_INTERVAL,
+                        **(settings or {})}
         if settings:
             extra = " ".join(f"-c {k}={v}" for k, v in settings.items())
             env["PGOPTIONS"] = f"{self.params.get('options', '')} {extra}".strip()
@@ -107,7 +115,7 @@ class Endpoint:
         if application_name:
             params["application_name"] = application_name
         try:
-            return psycopg.connect(autocommit=autocommit, **params)
+            conn = psycopg.connect(autocommit=True, **params)
         except psycopg.OperationalError as exc:
             first = self._sanitize(str(exc).strip().splitlines()[0] if str(exc).strip()
                                    else type(exc).__name__)
@@ -115,6 +123,24 @@ class Endpoint:
                 "ConnectionFailed",
                 f"cannot connect to the {self.role} database {self.describe()}: {first}"
             ) from None
+        _CHECKS_CLIENTS[self._key] = conn.info.server_version >= 140000
+        if _CHECKS_CLIENTS[self._key]:
+            # Outside a transaction, so no later rollback undoes it.
+            conn.execute("SELECT set_config('client_connection_check_interval', %s, false)",
+                         (CLIENT_CHECK_INTERVAL,))
+        conn.autocommit = autocommit
+        return conn
+
+    @property
+    def _key(self) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted(self.params.items()))
+
+    def checks_clients(self) -> bool:
+        """The server knows `client_connection_check_interval` (14+); known
+        from this process's first connection to it (one is opened if none was)."""
+        if self._key not in _CHECKS_CLIENTS:
+            self.connect(autocommit=True, application_name="pgsr-version").close()
+        return _CHECKS_CLIENTS[self._key]
 
     def sanitize(self, text: str) -> str:
         """Remove this endpoint's password from a message (belt and braces)."""

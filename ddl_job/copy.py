@@ -57,6 +57,8 @@ MIN_CHUNK_BYTES = 16 * 1024 * 1024   # never split finer than this by default
 CHUNKS_PER_WORKER = 4                # enough units to keep every worker busy
 TID_RANGE_SCAN_VERSION = 140000      # older servers would scan the whole table per range
 _STDERR_TAIL = 800
+EXACT_COUNT_PAGES = 128              # tables up to 1 MB are counted exactly up front
+CHUNK_PAGES_ENV = "PGSR_COPY_CHUNK_PAGES"   # overrides the range size (tests)
 _COPY_TAG = re.compile(rb"^COPY (\d+)\s*$", re.MULTILINE)
 
 _COMMON_SETTINGS = {
@@ -159,6 +161,7 @@ class _Copier:
     _failed: threading.Event = field(default_factory=threading.Event)
     _error: DataPlaneError | None = None
     _progress: dict[tuple[str, str], _TableProgress] = field(default_factory=dict)
+    counter: CopyCounter | None = None
 
     # -- processes ---------------------------------------------------------
     def _spawn(self, args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
@@ -304,11 +307,72 @@ class _Copier:
             totals["rows"] += rows
             finished = state.remaining == 0
             started = state.started or time.monotonic()
+            if self.counter is not None:   # emitted under the lock: counters never go back
+                self.reporter.emit("copy_progress", **self.counter.add(
+                    rows, unit_bytes(unit, self.sizes.get(key, 0)), finished))
         if finished:
             self.reporter.emit(
                 "table_done", table=table.label, rows=state.rows,
                 bytes=self.sizes.get(key, 0), seconds=round(time.monotonic() - started, 3),
                 chunks=state.chunks, format="text" if key in self.text_tables else "binary")
+
+
+def unit_bytes(unit: Unit, table_bytes: int) -> int:
+    """A unit's share of its table's heap+TOAST bytes, by pages (whole table: all)."""
+    if unit.first_page is None or unit.table.pages <= 0:
+        return table_bytes
+    return table_bytes * unit.weight // unit.table.pages
+
+
+@dataclass
+class CopyCounter:
+    """Absolute counters of a copy, reported after every unit (chunk or table).
+
+    Absolute, not increments: an executor that reads the lines twice (a log
+    stream re-opened) or a resumed step cannot count anything twice."""
+
+    tables: int
+    rows_total: int
+    bytes_total: int
+    tables_done: int = 0
+    rows: int = 0
+    bytes: int = 0
+
+    def add(self, rows: int, nbytes: int, table_finished: bool) -> dict[str, int]:
+        self.rows += rows
+        # Estimated per chunk; never past the total before the last unit.
+        self.bytes = min(self.bytes + nbytes, self.bytes_total)
+        self.tables_done += 1 if table_finished else 0
+        if self.tables_done == self.tables:
+            self.bytes = self.bytes_total
+        return {"tables_done": self.tables_done, "tables": self.tables, "rows": self.rows,
+                "rows_total": max(self.rows_total, self.rows), "bytes": self.bytes,
+                "bytes_total": self.bytes_total}
+
+
+def _row_estimates(conn: psycopg.Connection, tables: list[catalog.Table],
+                   exact_pages: int = EXACT_COUNT_PAGES) -> int:
+    """Rows to copy, estimated up front: `count(*)` where the table is small
+    (cheap, and exact), else `pg_class.reltuples` (the planner's estimate;
+    -1 when never analyzed: then pages × the sampled tables' rows per page)."""
+    if not tables:
+        return 0
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname, c.reltuples FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = ANY(%s) AND c.relkind = 'r'",
+        (sorted({t.schema for t in tables}),)).fetchall()
+    estimates = {(r[0], r[1]): float(r[2]) for r in rows}
+    total = 0
+    for table in tables:
+        estimate = estimates.get((table.schema, table.name), -1.0)
+        if table.pages <= exact_pages:
+            row = conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(
+                sql.Identifier(table.schema, table.name))).fetchone()
+            total += int(row[0]) if row else 0
+        elif estimate >= 0:
+            total += int(estimate)
+    return total
 
 
 class _Stopped(Exception):
@@ -450,12 +514,15 @@ def copy_data(source: Endpoint, target: Endpoint, schemas: list[str], *, jobs: i
         tables = catalog.list_tables(src, schemas)
         sizes, text_tables = _table_facts(src, schemas)
         _check_target(tgt, tables, restart_for)
+        if chunk_pages is None and os.environ.get(CHUNK_PAGES_ENV):
+            chunk_pages = int(os.environ[CHUNK_PAGES_ENV])
         units, chunk = plan_units(tables, jobs=jobs, block_size=block_size,
                                   chunk_pages=chunk_pages,
                                   split=version >= TID_RANGE_SCAN_VERSION)
         total_bytes = sum(sizes.get((t.schema, t.name), 0) for t in tables)
+        rows_total = _row_estimates(src, tables)
         reporter.emit("copy_plan", tables=len(tables), units=len(units), jobs=jobs,
-                      chunk_pages=chunk, bytes=total_bytes,
+                      chunk_pages=chunk, bytes=total_bytes, rows_total=rows_total,
                       text_format=sorted(f"{shown(s)}.{shown(n)}" for s, n in text_tables))
 
         source_env = source.libpq_env(settings=SOURCE_SETTINGS)
@@ -464,7 +531,8 @@ def copy_data(source: Endpoint, target: Endpoint, schemas: list[str], *, jobs: i
             env["PGCLIENTENCODING"] = encoding  # both ends speak the source's encoding
             env.setdefault("PGAPPNAME", "pgsr-copy")
         copier = _Copier(source, target, psql, source_env, target_env, snapshot, src,
-                         text_tables, sizes, reporter)
+                         text_tables, sizes, reporter,
+                         counter=CopyCounter(len(tables), rows_total, total_bytes))
         rows = copier.run(units, jobs) if units else 0
 
         sequences = copy_sequences(src, tgt, schemas)

@@ -103,17 +103,24 @@ def suffix_for(point: datetime) -> str:
     return point.strftime("_%Y%m%d%H%M%S")
 
 
+def over_limit(name: str) -> str:
+    """`64 bytes, 1 over`: how far a name is past PostgreSQL's limit."""
+    size = len(name.encode())
+    return f"{size} bytes, {size - MAX_IDENTIFIER_BYTES} over"
+
+
 def target_names(schemas: list[str], suffix: str) -> dict[str, str]:
     """Map each schema to its suffixed name; refuse any name over 63 bytes."""
     validate_suffix(suffix)
     mapping = {name: name + suffix for name in validate_schema_list(schemas)}
-    too_long = [f"{new!r} ({len(new.encode())} bytes)" for new in mapping.values()
+    too_long = [f"{shown(new)} ({over_limit(new)})" for new in mapping.values()
                 if len(new.encode()) > MAX_IDENTIFIER_BYTES]
     if too_long:
         raise InvalidRequest(
             "NameTooLong",
-            "target schema names exceed PostgreSQL's 63-byte limit and would be "
-            f"silently truncated: {', '.join(too_long)}; use a shorter suffix")
+            f"with the suffix {suffix}, target schema names exceed PostgreSQL's 63-byte "
+            f"limit and would be silently truncated: {', '.join(too_long)}; "
+            "use a shorter suffix")
     clashes = sorted(set(mapping.values()) & set(mapping))
     if clashes:
         raise InvalidRequest("NameCollision",

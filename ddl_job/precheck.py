@@ -4,7 +4,9 @@ The database exists and is reachable with the given credentials, no target
 schema name is taken (names ≤ 63 bytes are checked before connecting), the
 connecting role may create schemas, and it may give objects the owners the
 schemas have in production today (`rights`: the copy's owners, checked again
-before extraction, are usually these).
+before extraction, are usually these). It also says which requested schemas
+production does not hold now (`notInProduction`): they are looked for in
+the copy only.
 """
 
 from __future__ import annotations
@@ -39,5 +41,8 @@ def precheck(target: Endpoint, schemas: list[str], suffix: str, *,
                              f"schemas already exist in {target.describe()}: {taken}")
     if refused is not None:
         raise refused
-    reporter.emit("ok", targets=mapping)
-    return {"targets": mapping}
+    # Not a refusal (a schema dropped from production is the main reason to
+    # restore one), but a typo shows here, before a copy is paid for.
+    absent = [name for name in mapping if name not in current]
+    reporter.emit("ok", targets=mapping, notInProduction=absent)
+    return {"targets": mapping, "notInProduction": absent}

@@ -38,5 +38,6 @@ rm -f "$pip_log"
 
 # helm, for the chart's tests (cached outside the repository; instant when
 # cached). Offline, the rest goes on and the chart tests say what to run.
-./scripts/fetch-helm.sh >/dev/null || echo "note: helm not installed;" \
-  "tests/test_chart.py and tests/kube/test_tenancy.py fail until ./scripts/fetch-helm.sh succeeds" >&2
+./scripts/fetch-helm.sh >/dev/null || echo "note: helm and kubectl 1.35 not installed;" \
+  "tests/test_chart.py, tests/kube/test_tenancy.py and tests/kube/test_crd_apply.py fail" \
+  "until ./scripts/fetch-helm.sh succeeds" >&2

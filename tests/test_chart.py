@@ -9,6 +9,7 @@ proven on the control plane: tests/kube/test_tenancy.py.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from support.helm import CHART, helm, of_kind, render, rules_of, with_images
 NS = "pgsr-system"
 FULLNAME = "pgsr-pg-schema-restore"     # release "pgsr" (support/helm.render)
 JOB_RULES = {("batch", "jobs", v) for v in ("get", "list", "create", "delete")} | {
-    ("", "pods", "list")} | {("", "secrets", v) for v in ("create", "patch", "delete")}
+    ("", "pods", "list"), ("", "pods/log", "get")} | {("", "secrets", v) for v in ("create", "patch", "delete")}
 WATCH_RULES = {("pgschemarestore.io", "schemarestores", v)
                for v in ("get", "list", "watch", "patch")} | {
     ("pgschemarestore.io", "schemarestores/status", "patch"), ("", "events", "create")}
@@ -82,6 +83,8 @@ def test_the_deployment_hands_sources_and_the_job_namespace_to_the_operator():
 VALUE_SETS = {
     "defaults": {},
     "watch-namespaces": {"watchNamespaces": ["team-a", "team-b"], "awsRegion": "eu-west-1"},
+    "cert-manager": {"webhook": {"certManager": {"enabled": True}, "failurePolicy": "Fail"}},
+    "no-webhook": {"webhook": {"enabled": False}},
     "everything": {
         "sources": {"team-a-db": {"dbIdentifier": "prod-a", "secretArn": "arn:aws:x",
                                   "region": "eu-west-1", "namespaces": ["team-a"]}},
@@ -97,8 +100,11 @@ def test_lint_strict_and_every_manifest_validates(name, tmp_path):
     lint = helm("lint", "--strict", str(CHART), values=values)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     out = tmp_path / "rendered.yaml"
+    # Kinds of other operators' CRDs (Prometheus Operator, cert-manager) have
+    # no schema in kubernetes-validate; tests below read them.
     out.write_text(yaml.safe_dump_all(
-        [m for m in render(NS, VALUE_SETS[name]) if m["kind"] != "ServiceMonitor"]))
+        [m for m in render(NS, VALUE_SETS[name])
+         if m["kind"] not in ("ServiceMonitor", "Certificate", "Issuer")]))
     check = subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict",
                             "--quiet", "-k", "1.30.0", str(out)],
                            capture_output=True, text=True)
@@ -117,11 +123,12 @@ def test_no_image_means_a_clear_refusal_not_someone_elses_image():
 
 def test_service_monitor_renders_a_service_for_the_metrics_port():
     manifests = render(NS, {"metrics": {"serviceMonitor": True, "port": 9191}})
-    service, = of_kind(manifests, "Service")
+    service, = [s for s in of_kind(manifests, "Service") if s["metadata"]["name"].endswith(
+        "-metrics")]
     assert service["spec"]["ports"][0]["port"] == 9191
     monitor, = of_kind(manifests, "ServiceMonitor")
     assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
-    assert of_kind(render(NS), "Service", "ServiceMonitor") == []
+    assert of_kind(render(NS, {"webhook": {"enabled": False}}), "Service", "ServiceMonitor") == []
 
 
 def test_no_empty_aws_region_and_names_follow_the_release():
@@ -137,3 +144,107 @@ def test_notes_say_what_to_do_next():
                values=with_images({}))
     assert res.returncode == 0, res.stderr
     assert "kubectl apply -n NAMESPACE" in res.stdout and "SourceNotAllowed" in res.stdout
+
+
+# -- the admission webhook -------------------------------------------------------
+WEBHOOK_SERVICE = f"{FULLNAME}-webhook"
+WEBHOOK_SECRET = f"{FULLNAME}-webhook-tls"
+
+
+def _webhook(manifests):
+    config, = of_kind(manifests, "ValidatingWebhookConfiguration")
+    webhook, = config["webhooks"]
+    return config, webhook
+
+
+def _mounted_secret(manifests) -> str:
+    deployment, = of_kind(manifests, "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    mount, = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "webhook-tls"]
+    volume, = [v for v in spec["volumes"] if v["name"] == "webhook-tls"]
+    env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+    assert env["PGSR_WEBHOOK_CERTFILE"] == f"{mount['mountPath']}/tls.crt"
+    assert env["PGSR_WEBHOOK_PKEYFILE"] == f"{mount['mountPath']}/tls.key"
+    return volume["secret"]["secretName"]
+
+
+def test_the_webhook_is_called_for_create_and_update_only_never_status_or_delete():
+    manifests = render(NS)
+    config, webhook = _webhook(manifests)
+    assert config["metadata"]["name"] == f"{FULLNAME}-{NS}"     # cluster-scoped: one per release
+    assert webhook["rules"] == [{"apiGroups": ["pgschemarestore.io"], "apiVersions": ["v1alpha1"],
+                                 "resources": ["schemarestores"],
+                                 "operations": ["CREATE", "UPDATE"], "scope": "Namespaced"}]
+    assert (webhook["sideEffects"], webhook["failurePolicy"], webhook["timeoutSeconds"]) == (
+        "None", "Ignore", 5)
+    assert webhook["clientConfig"]["service"] == {"name": WEBHOOK_SERVICE, "namespace": NS,
+                                                  "path": "/validate-spec", "port": 443}
+    service, = [s for s in of_kind(manifests, "Service")
+                if s["metadata"]["name"] == WEBHOOK_SERVICE]
+    port, = service["spec"]["ports"]
+    container = _args(manifests)
+    served = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert port["targetPort"] == "webhook" and served["webhook"] == 9443
+    assert env["PGSR_WEBHOOK_PORT"] == "9443"
+    assert "PGSR_WEBHOOK_MANAGED" not in env          # Helm writes the configuration
+
+
+def test_helm_makes_a_ca_and_a_certificate_for_the_service():
+    from cryptography import x509
+
+    manifests = render(NS)
+    _, webhook = _webhook(manifests)
+    secret, = [s for s in of_kind(manifests, "Secret") if s["metadata"]["name"] == WEBHOOK_SECRET]
+    assert _mounted_secret(manifests) == WEBHOOK_SECRET
+    assert secret["type"] == "kubernetes.io/tls"
+    assert webhook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    ca = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    cert.verify_directly_issued_by(ca)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert f"{WEBHOOK_SERVICE}.{NS}.svc" in names.get_values_for_type(x509.DNSName)
+    assert "lookup" in (CHART / "templates" / "webhook.yaml").read_text()   # kept on upgrade
+
+
+def test_cert_manager_mode_injects_its_ca_and_helm_makes_no_certificate():
+    manifests = render(NS, {"webhook": {"certManager": {"enabled": True}}})
+    config, webhook = _webhook(manifests)
+    certificate, = of_kind(manifests, "Certificate")
+    issuer, = of_kind(manifests, "Issuer")
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
+        f"{NS}/{certificate['metadata']['name']}"
+    assert "caBundle" not in webhook["clientConfig"]
+    assert [s for s in of_kind(manifests, "Secret")
+            if s["metadata"]["name"] == WEBHOOK_SECRET] == []
+    assert certificate["spec"]["secretName"] == _mounted_secret(manifests) == WEBHOOK_SECRET
+    assert f"{WEBHOOK_SERVICE}.{NS}.svc" in certificate["spec"]["dnsNames"]
+    assert certificate["spec"]["issuerRef"] == {"kind": "Issuer",
+                                                "name": issuer["metadata"]["name"]}
+    assert "selfSigned" in issuer["spec"]
+    theirs = render(NS, {"webhook": {"certManager": {
+        "enabled": True, "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}}})
+    assert of_kind(theirs, "Issuer") == []
+    certificate, = of_kind(theirs, "Certificate")
+    assert certificate["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer"}
+
+
+def test_webhook_disabled_renders_nothing_of_it():
+    manifests = render(NS, {"webhook": {"enabled": False}})
+    assert of_kind(manifests, "ValidatingWebhookConfiguration", "Certificate", "Secret") == []
+    assert not [e for e in _args(manifests)["env"] if e["name"].startswith("PGSR_WEBHOOK_")]
+
+
+def test_no_mode_grants_rights_on_webhook_configurations():
+    """Helm writes the configuration; the operator's managed mode (development)
+    would need these rights, and the chart must not give them."""
+    for values in ({}, {"watchNamespaces": ["team-a"]},
+                   {"webhook": {"certManager": {"enabled": True}}}):
+        for role in of_kind(render(NS, values), "Role", "ClusterRole"):
+            assert not [r for r in rules_of(role) if r[0] == "admissionregistration.k8s.io"]
+
+
+def test_a_bad_failure_policy_is_refused():
+    res = helm("template", "pgsr", str(CHART), values=with_images(
+        {"webhook": {"failurePolicy": "Maybe"}}))
+    assert res.returncode != 0 and "failurePolicy" in res.stderr

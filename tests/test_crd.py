@@ -262,3 +262,46 @@ def test_the_docs_field_reference_is_generated_from_this_crd() -> None:
     check = subprocess.run([sys.executable, str(REPO / "scripts/docs.py"), "--check"],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+def test_name_too_long_says_the_real_suffix_and_by_how_much():
+    """issue 13: reason NameTooLong (as the docs say), the suffix it would use."""
+    long_name = "t" * 49
+    with pytest.raises(InvalidSpec) as info:
+        RestoreSpec.from_dict({"database": "d", "schemas": [long_name],
+                               "restoreTime": "2024-01-28T14:30:00Z"})
+    assert info.value.reason == "NameTooLong"
+    assert "_20240128143000" in info.value.message and "1 over" in info.value.message
+    assert "00000000000000" not in info.value.message
+    with pytest.raises(InvalidSpec) as info:   # a snapshot's time is read in phase 1
+        RestoreSpec.from_dict({"database": "d", "schemas": [long_name], "snapshotId": "s"})
+    assert info.value.reason == "NameTooLong"
+    assert "15-byte suffix _YYYYMMDDHHMMSS" in info.value.message
+    assert "1 over" in info.value.message
+    with pytest.raises(InvalidSpec) as info:
+        RestoreSpec.from_dict({"database": "d", "schemas": ["t" * 60], "snapshotId": "s",
+                               "targetSuffix": "_restored"})
+    assert "_restored" in info.value.message and "6 over" in info.value.message
+    RestoreSpec.from_dict({"database": "d", "schemas": [long_name], "snapshotId": "s",
+                           "targetSuffix": "_r"})
+
+
+def test_status_keeps_unknown_fields_only_where_it_must() -> None:
+    """On the status itself, x-kubernetes-preserve-unknown-fields hides every
+    property from `kubectl explain` (issue 13); the record and the progress
+    counters keep it."""
+    crd = yaml.safe_load(CRD.read_text())
+    status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    kept = []
+
+    def walk(schema: dict, path: str) -> None:
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            kept.append(path)
+        for name, prop in schema.get("properties", {}).items():
+            walk(prop, f"{path}.{name}")
+
+    walk(status, "status")
+    assert kept == ["status.progress", "status.record", "status.record.spec",
+                    "status.record.source",
+                    "status.record.resources", "status.record.result"]
+    assert {"conditions", "targetSchemas", "record", "warnings"} <= set(status["properties"])

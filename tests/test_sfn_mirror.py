@@ -55,3 +55,16 @@ def test_phases_errors_and_the_final_record_follow_the_history():
 def test_execution_arn_is_named_after_the_restore():
     assert execution_arn("arn:aws:states:eu-west-1:1:stateMachine:pgsr", "abc") == \
         "arn:aws:states:eu-west-1:1:execution:pgsr:abc"
+
+
+def test_the_execution_s_record_keeps_the_operator_s_own_resources():
+    """The execution never saw stepFunctionsExecution: adopting its record keeps
+    it (a status merge patch used to hide that it was dropped)."""
+    arn = execution_arn("arn:aws:states:eu-west-1:1:stateMachine:pgsr", "abc")
+    record = RestoreRecord("abc", RestoreSpec.from_dict(SPEC),
+                           resources={"stepFunctionsExecution": arn})
+    mirror = HistoryMirror(record, lambda event: None)
+    theirs = RestoreRecord.from_dict({**record.to_dict(), "resources": {"suffix": "_x"}})
+    theirs.completed = ["Initialize"]
+    mirror.feed([entered("Initialize"), exited("Initialize", theirs)])
+    assert record.resources == {"stepFunctionsExecution": arn, "suffix": "_x"}

@@ -6,7 +6,7 @@ import re
 
 from pg_schema_restore.engine.record import RestoreRecord
 from pg_schema_restore.engine.spec import RestoreSpec
-from pg_schema_restore.k8s.status import status_for
+from pg_schema_restore.k8s.status import refused_status, status_for
 
 REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
 SPEC = RestoreSpec.from_dict({"database": "appdb", "schemas": ["a"],
@@ -78,3 +78,64 @@ def test_warnings_are_in_the_status():
                            completed=["Initialize"], warnings=["UnloggedTables: empty: a.t"])
     assert status_for(record, 1)["warnings"] == ["UnloggedTables: empty: a.t"]
     assert status_for(RestoreRecord(restore_id="r2", spec=SPEC), 1)["warnings"] == []
+
+
+# -- Finished, messages, POINT, PROGRESS (issue 13) ---------------------------
+def test_finished_is_true_at_either_end_and_false_before():
+    running = RestoreRecord(restore_id="r1", spec=SPEC, phase="DataCopy")
+    assert _conditions(status_for(running, 1))["Finished"]["status"] == "False"
+    queued = status_for(RestoreRecord(restore_id="r1", spec=SPEC), 1, waiting="no slot")
+    assert _conditions(queued)["Finished"]["status"] == "False"
+    for phase, error in (("Succeeded", None),
+                         ("Failed", {"phase": "DataCopy", "reason": "JobFailed",
+                                     "message": "boom"})):
+        done = RestoreRecord(restore_id="r1", spec=SPEC, phase=phase, error=error,
+                             completed=["Initialize", "Cleanup", "Record"])
+        finished = _conditions(status_for(done, 1))["Finished"]
+        assert finished["status"] == "True", finished
+        assert REASON.match(finished["reason"])
+    refused = {c["type"]: c for c in refused_status("InvalidSpec", "bad", 1)["conditions"]}
+    assert refused["Finished"]["status"] == "True"
+    assert refused["Succeeded"]["status"] == "False"
+
+
+def test_each_condition_has_its_own_message():
+    done = RestoreRecord(restore_id="r1", spec=SPEC, phase="Succeeded", schemas_created=True,
+                         completed=["Initialize", "TemporaryDatabase", "SchemaExtraction",
+                                    "DataCopy", "PostData", "Cleanup", "Record"])
+    messages = [c["message"] for c in status_for(done, 1)["conditions"]]
+    assert len(set(messages)) == len(messages), messages
+
+
+def test_pre_data_failure_leaves_extraction_done():
+    record = RestoreRecord(restore_id="r1", spec=SPEC, phase="Cleanup", schemas_created=True,
+                           completed=["Initialize", "TemporaryDatabase"],
+                           error={"phase": "SchemaExtraction", "reason": "ApplyFailed",
+                                  "message": "pre-data failed"})
+    cond = _conditions(status_for(record, 1))
+    assert cond["SchemaExtracted"]["status"] == "True"
+    assert cond["PreDataApplied"]["status"] == "False"
+    assert cond["PreDataApplied"]["reason"] == "ApplyFailed"
+
+
+def test_point_column_for_each_kind_of_point():
+    timed = RestoreRecord(restore_id="r1", spec=SPEC)
+    assert status_for(timed, 1)["point"] == "2024-01-28T14:30:00Z"
+    snap = RestoreSpec.from_dict({"database": "appdb", "schemas": ["a"],
+                                  "snapshotId": "rds:prod-2024-01-28-03-00"})
+    record = RestoreRecord(restore_id="r1", spec=snap)
+    assert status_for(record, 1)["point"] == "rds:prod-2024-01-28-03-00"   # not read yet
+    record.source = {"kind": "instance", "snapshot_time": "2024-01-28T03:00:12+00:00"}
+    assert status_for(record, 1)["point"] == "rds:prod-2024-01-28-03-00 (2024-01-28T03:00:12Z)"
+    arn = RestoreSpec.from_dict({"database": "appdb", "schemas": ["a"], "snapshotId":
+                                 "arn:aws:rds:eu-west-1:123456789012:cluster-snapshot:manual-1"})
+    assert status_for(RestoreRecord(restore_id="r1", spec=arn), 1)["point"] == "manual-1"
+    assert all("None" not in status_for(RestoreRecord(restore_id="r", spec=s), 1)["point"]
+               for s in (SPEC, snap, arn))
+
+
+def test_progress_says_queued_while_queued():
+    queued = status_for(RestoreRecord(restore_id="r1", spec=SPEC), 1, waiting="no slot")
+    assert queued["progress"]["summary"] == "Queued"
+    assert status_for(RestoreRecord(restore_id="r1", spec=SPEC), 1)["progress"][
+        "summary"].startswith("1/7")

@@ -45,6 +45,8 @@ class OperatorConfig:
     # How often a running step's Job is read. Steps last minutes; tests on a
     # local control plane shrink it so they wait on work, not on the poll.
     job_poll_seconds: float = 1.0
+    # Live progress (DataCopy, DMS full load) writes the status at most this often.
+    progress_seconds: float = 5.0
     # A finished restore whose cleanup failed is retried after this many
     # seconds, doubling up to an hour, until nothing is left behind.
     cleanup_retry_seconds: int = 60

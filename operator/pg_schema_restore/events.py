@@ -17,12 +17,12 @@ from typing import IO, Any
 from ddl_job.names import shown, visible
 from ddl_job.progress import Reporter
 
-from .engine.record import RestoreRecord
+from .engine.record import PHASES, RestoreRecord
 
 # Detail events worth a line on a terminal (the rest is for --json).
 _DETAILS = {"table_done", "renamed", "rewritten", "created", "warning",
             "dropped_after_failure", "post_data_applied"}
-_QUIET = {"started"}
+_QUIET = {"started", "copy_progress"}   # per chunk: the engine shows it at its pace
 
 
 @dataclass(frozen=True)
@@ -34,30 +34,60 @@ class Notice:
     warning: bool = False
 
 
+def step(phase: Any) -> str:
+    """`phase 4/7 DataCopy`: where a phase sits, so lines read in order."""
+    if phase in PHASES:
+        return f"phase {PHASES.index(phase) + 1}/{len(PHASES)} {phase}"
+    return f"phase {phase}"
+
+
 def notice(event: dict[str, Any]) -> Notice | None:
-    """The notice for a phase-level event, or None for details."""
+    """The notice for a phase-level event, or None for details.
+
+    The reason starts with the phase (`DataCopyDone`, `DataCopyFailed`) and
+    the message with its place among the seven: Events posted in the same
+    second, which `kubectl describe` may list in any order, still read in
+    order. A failure is one warning, with the error's reason in the message."""
     kind, phase = event.get("event"), event.get("phase")
     if kind == "phase_started":
-        return Notice(f"{phase}Started", f"{phase} started")
+        return Notice(f"{phase}Started", f"{step(phase)} started")
     if kind == "phase_finished":
-        return Notice(f"{phase}Done", f"{phase} finished in {event.get('seconds')} s")
+        return Notice(f"{phase}Done", f"{step(phase)} finished in {event.get('seconds')} s")
     if kind == "phase_failed":
-        return Notice(event.get("reason") or "Failed", f"{phase}: {event.get('message', '')}",
-                      warning=True)
+        return Notice(f"{phase}Failed", f"{step(phase)} failed ({event.get('reason') or 'Failed'}"
+                                         f"): {event.get('message', '')}", warning=True)
     if kind == "restore_warning":
         return Notice("RestoreWarning", str(event.get("message")), warning=True)
     return None
 
 
 def outcome(record: RestoreRecord) -> Notice:
-    """The notice for a finished restore."""
+    """How a finished restore ended: the Succeeded condition's reason and message."""
     if record.succeeded:
-        mapping = ", ".join(f"{shown(old)} -> {shown(new)}"
-                            for old, new in record.targets.items())
-        return Notice("Succeeded", f"restored {mapping}")
+        return Notice("Succeeded", f"restored {_mapping(record, ' -> ')}")
     error = record.error or {}
     return Notice(error.get("reason", "Failed"),
                   f"failed in {error.get('phase')}: {error.get('message', '')}", warning=True)
+
+
+def final(record: RestoreRecord) -> Notice:
+    """The Event of a finished restore: a sentence on the result. A failure's
+    warning was the phase's own (`<Phase>Failed`); this one is Normal."""
+    if record.succeeded:
+        rows = record.progress.get("rows")
+        counted = f" ({rows} rows)" if rows is not None else ""
+        return Notice("Succeeded", f"restore succeeded: restored {_mapping(record)}{counted}")
+    error = record.error or {}
+    dropped = record.result.get("droppedSchemas")
+    after = (f"; dropped the schemas it had created: {', '.join(map(shown, dropped))}"
+             if dropped else "")
+    return Notice("Failed", f"restore failed in {error.get('phase')} "
+                            f"({error.get('reason', 'Failed')}){after}")
+
+
+def _mapping(record: RestoreRecord, between: str = " as ") -> str:
+    return ", ".join(f"{shown(old)}{between}{shown(new)}"
+                     for old, new in record.targets.items())
 
 
 def fields_text(fields: dict[str, Any]) -> str:
@@ -70,8 +100,12 @@ def line(event: dict[str, Any]) -> str | None:
     if said is not None:
         phase = str(event.get("phase") or said.reason)
         if event.get("event") == "phase_failed":
-            return f"[{phase}] failed ({said.reason}): {event.get('message', '')}"
-        return f"[{phase}] {said.message.removeprefix(phase + ' ')}"   # "[DataCopy] finished in 3.0 s"
+            return f"[{phase}] failed ({event.get('reason') or 'Failed'}): " \
+                   f"{event.get('message', '')}"
+        # "[DataCopy] finished in 3.0 s"
+        return f"[{phase}] {said.message.removeprefix(step(phase) + ' ')}"
+    if event.get("event") == "progress":   # live progress, at the save throttle's pace
+        return f"[{event.get('phase')}] {event.get('summary', '')}".rstrip()
     if event.get("event") in _DETAILS:
         details = {k: v for k, v in event.items() if k not in ("event", "elapsed", "restoreId")}
         return f"  {event['event']} {fields_text(details)}".rstrip()

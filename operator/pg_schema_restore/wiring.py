@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import OperatorConfig
-from .engine.phases import Context
+from .engine.phases import CLEANUP_PHASES, Context
 from .engine.ports import DataMigration, Executor, Secrets
 from .engine.record import RestoreRecord
 from .engine.spec import RestoreSpec
+from .engine.stopping import NEVER, Stop, stoppable_sleep
 from .executors.job import JobExecutor
 from .executors.subprocess import SubprocessExecutor
 
@@ -33,11 +34,10 @@ from .executors.subprocess import SubprocessExecutor
 class JobPlacement:
     """Where the operator runs a restore's Jobs: `namespace`, the operator's
     (never the SchemaRestore's); `owner` names the SchemaRestore
-    (`namespace/name`); `should_stop` turns true when it goes away."""
+    (`namespace/name`). Stopping is the engine's (`Context.stop`)."""
 
     namespace: str
     owner: str
-    should_stop: Callable[[], bool] = lambda: False
 
 
 def _default_session(region: str | None) -> Any:
@@ -65,16 +65,18 @@ def job_executor(config: OperatorConfig, placement: JobPlacement, restore_id: st
                        resources=config.job_resources,
                        deadline_seconds=config.job_deadline_seconds,
                        service_account=config.job_service_account,
-                       should_stop=placement.should_stop, poll_seconds=config.job_poll_seconds)
+                       poll_seconds=config.job_poll_seconds)
 
 
 def build_context(config: OperatorConfig, record: RestoreRecord, *,
                   save: Callable[[RestoreRecord], None] = lambda record: None,
                   on_event: Callable[[dict[str, Any]], None] = lambda event: None,
                   jobs: JobPlacement | None = None, session: Any = None,
-                  poller: Any = None, dms: DataMigration | None = None) -> Context:
+                  poller: Any = None, dms: DataMigration | None = None,
+                  stop: Stop = NEVER) -> Context:
     """The Context for one restore. `session`, `poller` and `dms` replace the
-    defaults (tests: moto's session, a fake clock, a DMS double)."""
+    defaults (tests: moto's session, a fake clock, a DMS double); `stop`
+    tells the engine when to cancel or stop driving the restore."""
     spec = record.spec
 
     def executor_for(secrets: Secrets) -> Executor:
@@ -85,9 +87,18 @@ def build_context(config: OperatorConfig, record: RestoreRecord, *,
         return SubprocessExecutor(secrets)
 
     if config.provider == "local":
-        return _local_context(config, executor_for, save, on_event)
-    return _aws_context(config, spec, record.region, executor_for, save=save,
-                        on_event=on_event, session=session, poller=poller, dms=dms)
+        ctx = _local_context(config, executor_for, save, on_event)
+    else:
+        if poller is None and stop is not NEVER:
+            # RDS and DMS waits last minutes: a deletion must not wait them out.
+            from .aws.session import Poller
+
+            poller = Poller(sleep=stoppable_sleep(
+                stop, lambda: record.phase not in CLEANUP_PHASES))
+        ctx = _aws_context(config, spec, record.region, executor_for, save=save,
+                           on_event=on_event, session=session, poller=poller, dms=dms)
+    ctx.stop = stop
+    return ctx
 
 
 def _local_context(config: OperatorConfig, executor_for: Callable[[Secrets], Executor],
@@ -103,7 +114,7 @@ def _local_context(config: OperatorConfig, executor_for: Callable[[Secrets], Exe
     return Context(temp_dbs=LocalTemporaryDatabases(source, secrets),
                    executor=executor_for(secrets), artifacts_root=config.artifacts_root,
                    artifact_cleaner=LocalArtifactCleaner(), secrets=secrets,
-                   save=save, on_event=on_event)
+                   save=save, on_event=on_event, progress_seconds=config.progress_seconds)
 
 
 def _aws_context(config: OperatorConfig, spec: RestoreSpec | None, region: str,
@@ -124,7 +135,9 @@ def _aws_context(config: OperatorConfig, spec: RestoreSpec | None, region: str,
     # A sweep (no spec) deletes DMS leftovers too.
     if dms is None and (spec is None or spec.data_copy == "dms"):
         dms = DmsMigration(session, DmsSettings(
-            secrets_access_role_arn=config.dms_secrets_role_arn), clients=clients)
+            secrets_access_role_arn=config.dms_secrets_role_arn,
+            progress_seconds=config.progress_seconds), clients=clients,
+            poller=poller)
     return Context(
         temp_dbs=RdsTemporaryDatabases(session, secrets, clients=clients, poller=poller),
         executor=executor_for(secrets),
@@ -134,4 +147,4 @@ def _aws_context(config: OperatorConfig, spec: RestoreSpec | None, region: str,
         secrets=secrets,
         audit=DynamoAudit(session, config.audit_table, clients=clients)
         if config.audit_table else None,
-        dms=dms, save=save, on_event=on_event)
+        dms=dms, save=save, on_event=on_event, progress_seconds=config.progress_seconds)

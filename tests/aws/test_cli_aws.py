@@ -99,3 +99,15 @@ def test_cleanup_deletes_everything_tagged(aws_world, capsys):
     assert "prod-db" in _instances()
     # Idempotent: a second run finds nothing and succeeds.
     assert cli.main(["cleanup", "--restore-id", restore_id, "--region", REGION]) == 0
+
+
+def test_plan_says_which_schemas_production_lacks_now(aws_world, capsys):
+    """issue 13: a typo shows before a copy is paid for; not a refusal (a
+    schema dropped from production is what one restores)."""
+    args = _plan_args(aws_world, restore_point())
+    args[args.index("customer_a1,customer_b2")] = "customer_a1,custmer_b2"
+    assert cli.main(args) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["warnings"] == ["schema custmer_b2 is not in production now; it will be "
+                                "looked for in the copy"]
+    assert plan["targets"]["custmer_b2"].startswith("custmer_b2_")

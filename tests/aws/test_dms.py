@@ -421,6 +421,33 @@ def test_table_statistics_are_read_across_pages(aws, double, world, copyhost, pr
     assert double.calls.count("DescribeTableStatistics") >= 2
 
 
+def test_full_load_reports_live_progress_from_table_statistics(aws, double, world):
+    """While a task runs, its table statistics (every page) move record.progress
+    and the record is saved, before the task finishes (progress_seconds 0: every poll)."""
+    w = world(["customer_a1", "customer_b2"], orders=40)
+    double.polls_to_finish = 3
+    record = w.record()
+    migration, _ = adapter(aws, max_concurrent_tasks=1, progress_seconds=0)
+    summary = migration.run_full_load(record, w.spec, w.source_secret, w.target_secret,
+                                      w.checkpoint(record))
+
+    def tasks_done(saved: dict) -> int:
+        tasks = saved["resources"].get("dms", {}).get("tasks", {})
+        return sum(1 for task in tasks.values() if task.get("done"))
+
+    seen = [(tasks_done(s), s["progress"]) for s in w.saved if s["progress"].get("updatedAt")]
+    # The first task, still running, already shows its rows and tables.
+    live = [p for done, p in seen if done == 0 and p.get("rows")]
+    assert live and live[0]["rows"] == 40 + 12 and live[0]["tablesTotal"] == 3
+    assert live[0]["tablesDone"] == 3
+    # The second one while running, on top of the first one's finished counts.
+    assert any(done == 1 and p["rows"] == 2 * (40 + 12) for done, p in seen)
+    rows = [p.get("rows", 0) for _, p in seen]
+    assert rows == sorted(rows)                                 # never goes back
+    assert record.progress["rows"] == summary["rows"] == 2 * (40 + 12)
+    assert record.progress["tablesDone"] == record.progress["tablesTotal"] == 6
+
+
 def test_errored_table_in_a_finished_task_is_a_failure(aws, double, world, prod):
     w = world(["customer_a1"], orders=10)
     record = w.record()

@@ -78,12 +78,13 @@ def test_operator_restores_on_aws(aws_world, kube_cluster, monkeypatch, request)
     status = obj["status"]
     assert status["phase"] == "Succeeded"
     record = status["record"]
-    assert record["spec"]["source"]["dbIdentifier"] == "prod-db"   # from the defaults
+    # The CR names no source: the defaults' prod-db was found (an instance).
+    assert "source" not in minimal["spec"] and record["source"]["kind"] == "instance"
     for tenant, target in status["targetSchemas"].items():
         assert aws_world.counts(target) == expected[tenant]
     after = aws_world.fingerprint()
     assert {k: after[k] for k in before} == before
-    assert aws_world.leftovers(record["restore_id"]) == []
+    assert aws_world.leftovers(record["restoreId"]) == []
     assert json.loads(health)["restores"] == {"running": 0}
     text = metrics.decode()
     assert 'pgsr_restores_total{reason="",result="succeeded"} 1.0' in text
@@ -120,6 +121,6 @@ def test_operator_retries_a_failed_cleanup(aws_world, kube_cluster, monkeypatch,
     assert record["result"]["cleanupRetries"] == 1
     assert "AccessDenied" in record["result"]["previousCleanupErrors"][0]
     assert "CleanupRetry" in {e.reason for e in events}
-    assert aws_world.leftovers(record["restore_id"]) == []
+    assert aws_world.leftovers(record["restoreId"]) == []
     for tenant, target in obj["status"]["targetSchemas"].items():
         assert aws_world.counts(target) == expected[tenant]

@@ -93,12 +93,12 @@ def test_operator_restores_with_step_functions(aws_world, kube_cluster, monkeypa
     record = status["record"]
     assert record["completed"] == ["Initialize", "TemporaryDatabase", "SchemaExtraction",
                                    "DataCopy", "PostData", "Cleanup", "Record"]
-    assert record["resources"]["stepFunctionsExecution"].endswith(f":{record['restore_id']}")
+    assert record["resources"]["stepFunctionsExecution"].endswith(f":{record['restoreId']}")
     for tenant, target in status["targetSchemas"].items():
         assert aws_world.counts(target) == expected[tenant]
     after = aws_world.fingerprint()
     assert {k: after[k] for k in before} == before
-    assert aws_world.leftovers(record["restore_id"]) == []
+    assert aws_world.leftovers(record["restoreId"]) == []
     assert len(machine.executions()) == 1
     reasons = {e.reason for e in events}
     assert "Succeeded" in reasons or any("Succeeded" in (e.message or "") for e in events), reasons
@@ -118,7 +118,7 @@ def test_deletion_mid_execution_stops_it_and_cleans_up(aws_world, kube_cluster, 
         with _kopf(ns) as runner:
             kube_cluster.kubectl("apply", "-f", "-", input=json.dumps(cr))
             _wait_for(lambda: "copy" in machine.entered, what="the copy step")
-            restore_id = _get(kube_cluster, ns)["status"]["record"]["restore_id"]
+            restore_id = _get(kube_cluster, ns)["status"]["record"]["restoreId"]
             kube_cluster.kubectl("delete", "schemarestore/sfn", "-n", ns, "--wait=false")
             _wait_for(machine.stop_requested, what="the execution to be stopped")
             machine.gates["copy"].set()
@@ -164,4 +164,4 @@ def test_restarted_operator_follows_the_same_execution(aws_world, kube_cluster, 
     assert obj["status"]["phase"] == "Succeeded"
     for tenant, target in obj["status"]["targetSchemas"].items():
         assert aws_world.counts(target) == expected[tenant]
-    assert aws_world.leftovers(obj["status"]["record"]["restore_id"]) == []
+    assert aws_world.leftovers(obj["status"]["record"]["restoreId"]) == []

@@ -138,7 +138,10 @@ class Tenancy:
     def start(self, local_env: dict[str, str]) -> None:
         container = self.container()
         args = [a for a in container["args"][1:] if not a.startswith("--liveness")]
-        chart_env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        # The webhook needs the chart's Service and certificate: tested on its
+        # own (tests/kube/test_admission.py); here the operator runs without it.
+        chart_env = {e["name"]: e["value"] for e in container["env"] if "value" in e
+                     and not e["name"].startswith("PGSR_WEBHOOK_")}
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("PGSR_")},
                **chart_env, **local_env, "KUBECONFIG": str(self.kubeconfig)}
         assert env["PGSR_JOB_NAMESPACE"] == self.ns    # from the chart

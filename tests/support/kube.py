@@ -152,13 +152,15 @@ def pod_succeeded_status(container_names: list[str], exit_code: int = 0) -> dict
     }}
 
 
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "schemarestores.pgschemarestore.io.yaml"
+# The control plane is 1.20: the CRD without CEL rules (crds/kubernetes-1.20-1.24/).
+CRD_FILE = (Path(__file__).resolve().parents[2] / "crds" / "kubernetes-1.20-1.24"
+            / "schemarestores.pgschemarestore.io.yaml")
 
 
 def install_crd(kube_cluster: KubeCluster) -> None:
     """The SchemaRestore CRD applied and Established (the operator serves the
     CRD present when it starts: its CRD scanning is off)."""
-    kube_cluster.kubectl("apply", "--validate=false", "-f", str(CRD_FILE))
+    kube_cluster.kubectl("apply", "-f", str(CRD_FILE))
     kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                          "crd/schemarestores.pgschemarestore.io")
 

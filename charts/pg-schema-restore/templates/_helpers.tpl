@@ -46,6 +46,9 @@ these rules and checks that each verb was used.
   resources: [pods]
   verbs: [list]
 - apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
+- apiGroups: [""]
   resources: [secrets]
   verbs: [create, patch, delete]
 {{- end -}}

@@ -63,6 +63,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, TypeVar
 
 from botocore.exceptions import ClientError
@@ -70,6 +71,7 @@ from botocore.exceptions import ClientError
 from ddl_job.errors import CleanupFailed, ProviderError, RestoreError
 from ddl_job.names import shown
 
+from ..engine import progress
 from ..engine.record import RestoreRecord
 from ..engine.spec import RestoreSpec
 from .session import RESTORE_ID_TAG, Clients, Poller, error_code, error_message, restore_tags
@@ -115,6 +117,7 @@ class DmsSettings:
     connection_timeout: float = 900.0
     task_timeout: float = 24 * 3600.0
     delete_timeout: float = 3600.0
+    progress_seconds: float = 5.0        # table statistics read and saved at most this often
 
     def validate(self) -> None:
         if not self.secrets_access_role_arn.startswith("arn:"):
@@ -487,11 +490,22 @@ class DmsMigration:
                 entry["arn"] = task["ReplicationTaskArn"]
                 in_flight[schema] = (entry, task)
         cap = self.settings.max_concurrent_tasks
-        progress = record.progress
-        for _schema, entry in entries:     # finished before a crash: count them again
-            if entry.get("done"):
-                progress["tablesDone"] = progress.get("tablesDone", 0) + (entry.get("tables") or 0)
-                progress["rows"] = progress.get("rows", 0) + (entry.get("rows") or 0)
+        # Live progress: tasks in flight, by their table statistics (schema ->
+        # tables completed, tables, rows), read at most every progress_seconds.
+        live: dict[str, tuple[int, int, int]] = {}
+        throttle = progress.Throttle(self.settings.progress_seconds)
+
+        def report() -> None:
+            """Absolute counters: finished tasks (also before a crash) + live ones."""
+            done = [entry for _schema, entry in entries if entry.get("done")]
+            finished_tables = sum(entry.get("tables") or 0 for entry in done)
+            progress.update(record.progress, {
+                "tablesDone": finished_tables + sum(v[0] for v in live.values()),
+                "tablesTotal": finished_tables + sum(v[1] for v in live.values()),
+                "rows": sum(entry.get("rows") or 0 for entry in done)
+                + sum(v[2] for v in live.values())}, datetime.now(timezone.utc))
+
+        report()
 
         def step() -> bool | None:
             while True:
@@ -507,6 +521,9 @@ class DmsMigration:
                 current = {t["ReplicationTaskArn"]: t for t in self._tasks(
                     dms, "replication-task-arn", arns)}
                 finished = False
+                # Statistics are read (and saved) only while some task loads.
+                sample = any(task.get("Status") == "running" for task in current.values()
+                             ) and throttle.ready()
                 for schema, (entry, _old) in list(in_flight.items()):
                     task = current.get(entry["arn"])
                     if task is None:
@@ -523,11 +540,16 @@ class DmsMigration:
                     elif status not in _TASK_MOVING:   # stopped, failed, deleting...
                         result = self._finished(record, schema, entry, task)
                         entry.update(result, done=True)
-                        progress["tablesDone"] = progress.get("tablesDone", 0) + result["tables"]
-                        progress["rows"] = progress.get("rows", 0) + result["rows"]
+                        live.pop(schema, None)
                         del in_flight[schema]
+                        report()
                         checkpoint()
                         finished = True
+                    elif sample and status == "running":
+                        live[schema] = self._live_counts(record, entry["arn"])
+                if sample and live:
+                    report()
+                    checkpoint()           # the status shows the load moving
                 if not queue and not in_flight:
                     return True
                 if not (finished and queue):
@@ -556,6 +578,13 @@ class DmsMigration:
                 ReplicationTaskArn=arn):
             stats.extend(page.get("TableStatistics", []))
         return stats
+
+    def _live_counts(self, record: RestoreRecord, arn: str) -> tuple[int, int, int]:
+        """(tables completed, tables, rows loaded) of a running task, from its
+        table statistics (every page)."""
+        stats = self._table_statistics(record, arn)
+        return (sum(1 for t in stats if t.get("TableState") == TABLE_COMPLETED), len(stats),
+                sum(int(t.get("FullLoadRows") or 0) for t in stats))
 
     def _finished(self, record: RestoreRecord, schema: str, entry: dict[str, Any],
                   task: dict[str, Any]) -> dict[str, Any]:

@@ -11,13 +11,17 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from ddl_job import requests
 from ddl_job.errors import CleanupFailed, InvalidSpec, RestoreError
+from ddl_job.names import shown
 
+from . import progress
 from .ports import ArtifactCleaner, Audit, DataMigration, Executor, Secrets, TemporaryDatabases
 from .record import RestoreRecord
+from .stopping import NEVER, Stop
 
 log = logging.getLogger(__name__)
 # The failure path: phases that run after a failure and never loop back.
@@ -28,7 +32,9 @@ CLEANUP_PHASES = ("Cleanup", "Record")
 class Context:
     """What the phases work with; built by the composition root (`wiring`).
 
-    `dry_run` makes Initialize check everything and create nothing (`plan`)."""
+    `dry_run` makes Initialize check everything and create nothing (`plan`);
+    `stop` is polled by the running step and between phases (deletion
+    cancels the restore, shutdown interrupts this process only)."""
 
     temp_dbs: TemporaryDatabases
     executor: Executor
@@ -40,7 +46,10 @@ class Context:
     save: Callable[[RestoreRecord], None] = lambda record: None
     on_event: Callable[[dict[str, Any]], None] = lambda event: None
     dry_run: bool = False
+    stop: Stop = NEVER
     steps_run: list[str] = field(default_factory=list)
+    # Live progress saves the record (the status) at most this often.
+    progress_seconds: float = 5.0
 
 
 def artifacts_location(record: RestoreRecord, ctx: Context) -> str:
@@ -48,26 +57,36 @@ def artifacts_location(record: RestoreRecord, ctx: Context) -> str:
     return root.rstrip("/") + f"/{record.restore_id}"
 
 
+def save_progress(record: RestoreRecord, ctx: Context) -> None:
+    """Save the record for its progress, and say it (the CLI prints a line)."""
+    ctx.save(record)
+    ctx.on_event({"event": "progress", "phase": record.phase, "restoreId": record.restore_id,
+                  "summary": progress.summary(record.progress)})
+
+
 def _step(ctx: Context, record: RestoreRecord, request: requests.StepRequest, *,
-          source: bool = True, target: bool = True) -> Any:
-    """Run a data-plane step through the executor, reporting its events."""
+          source: bool = True, target: bool = True, live: progress.Throttle | None = None
+          ) -> Any:
+    """Run a data-plane step through the executor, reporting its events; with
+    `live`, its progress reports are folded into the record and saved at the
+    throttle's pace."""
     spec = record.requested
     ctx.steps_run.append(request.step)
 
     def relay(event: dict[str, Any]) -> None:
         event = {**event, "restoreId": record.restore_id}
-        if event.get("event") == "table_done":
-            progress = record.progress
-            progress["tablesDone"] = progress.get("tablesDone", 0) + 1
-            progress["rows"] = progress.get("rows", 0) + int(event.get("rows") or 0)
-            progress["bytes"] = progress.get("bytes", 0) + int(event.get("bytes") or 0)
         ctx.on_event(event)
+        if live is not None and progress.fold(record.progress, event,
+                                              datetime.now(timezone.utc)) and live.ready():
+            save_progress(record, ctx)
 
     return ctx.executor.run(
         request,
         source_secret=record.resources.get("temporarySecret") if source else None,
         target_secret=ctx.temp_dbs.production_secret(spec) if target else None,
-        database=spec.database, on_event=relay)
+        database=spec.database, on_event=relay,
+        # Cleanup's own steps (dropping the schemas) are never cancelled.
+        stop=NEVER if record.phase in CLEANUP_PHASES else ctx.stop)
 
 
 def add_warnings(record: RestoreRecord, ctx: Context, result: Any) -> None:
@@ -94,8 +113,10 @@ def initialize(record: RestoreRecord, ctx: Context) -> None:
     record.resources.setdefault("suffix", suffix)
     # Target names free and ≤ 63 bytes, database reachable, the role may create
     # the schemas and own what production's schemas hold: checked in production.
-    _step(ctx, record, requests.Precheck(spec.schemas, suffix,
-                                         grant_membership=spec.grant_membership), source=False)
+    checked = _step(ctx, record, requests.Precheck(spec.schemas, suffix,
+                                                   grant_membership=spec.grant_membership),
+                    source=False)
+    add_warnings(record, ctx, {"warnings": not_in_production_warnings(checked)})
     if spec.data_copy == "dms" and ctx.dms is None:
         raise InvalidSpec("dataCopy dms needs AWS DMS (not available here)")
     ctx.artifact_cleaner.check(artifacts_location(record, ctx))
@@ -103,6 +124,15 @@ def initialize(record: RestoreRecord, ctx: Context) -> None:
         return
     if ctx.audit is not None:
         ctx.audit.started(record)
+
+
+def not_in_production_warnings(checked: Any) -> list[str]:
+    """Precheck's requested schemas that production does not hold now: said
+    before the copy is paid for, so a typo shows (not a refusal: a dropped
+    schema is what one restores)."""
+    absent = checked.get("notInProduction") if isinstance(checked, dict) else None
+    return [f"schema {shown(name)} is not in production now; it will be looked for in "
+            "the copy" for name in absent or []]
 
 
 def plan(record: RestoreRecord, ctx: Context) -> dict[str, Any]:
@@ -129,7 +159,7 @@ def plan(record: RestoreRecord, ctx: Context) -> dict[str, Any]:
                                "tasks": len(spec.schemas)}
     return {"restoreId": record.restore_id, "source": record.source,
             "targets": record.targets, "wouldCreate": would_create,
-            "notes": record.source.get("notes", [])}
+            "notes": record.source.get("notes", []), "warnings": record.warnings}
 
 
 # -- 2 -----------------------------------------------------------------------
@@ -201,10 +231,11 @@ def _revoke_memberships(record: RestoreRecord, ctx: Context) -> None:
 def data_copy(record: RestoreRecord, ctx: Context) -> None:
     spec = record.requested
     location = record.resources["artifacts"]
-    record.progress = {"tablesDone": 0, "rows": 0, "bytes": 0}
+    progress.start(record.progress, datetime.now(timezone.utc))
     if spec.data_copy == "copy":
         # restart: a resumed run empties what a crashed copy loaded (ours only).
-        summary = _step(ctx, record, requests.Copy(location, jobs=spec.jobs, restart=True))
+        summary = _step(ctx, record, requests.Copy(location, jobs=spec.jobs, restart=True),
+                        live=progress.Throttle(ctx.progress_seconds))
     else:
         assert ctx.dms is not None
         summary = ctx.dms.run_full_load(record, spec, record.resources["temporarySecret"],
@@ -215,6 +246,10 @@ def data_copy(record: RestoreRecord, ctx: Context) -> None:
     if isinstance(summary, dict):
         record.progress.update({k: summary[k] for k in ("tables", "rows", "bytes")
                                 if k in summary})
+        if "tables" in summary:
+            record.progress.update(tablesDone=summary["tables"], tablesTotal=summary["tables"])
+        progress.update(record.progress, {}, datetime.now(timezone.utc))
+    save_progress(record, ctx)       # once at the end, whatever the throttle said
 
 
 # -- 5 -----------------------------------------------------------------------
@@ -243,9 +278,12 @@ def cleanup(record: RestoreRecord, ctx: Context) -> None:
 
     A sweep (a record with no spec) deletes by tag whatever it finds."""
     spec = record.spec
-    # Only a restore that failed *before* cleanup drops its schemas: when a
-    # finished restore's cleanup is retried, its schemas are the result.
-    failed = record.error is not None and record.error.get("phase") not in CLEANUP_PHASES
+    # Only a restore that failed *before* cleanup, or was cancelled before it
+    # succeeded, drops its schemas: when a finished restore's cleanup is
+    # retried, its schemas are the result.
+    error = record.error or {}
+    failed = bool(error) and (error.get("phase") not in CLEANUP_PHASES
+                              or error.get("reason") == "Cancelled")
     problems: list[str] = []
     if failed and record.schemas_created and spec is not None and spec.on_failure != "keep":
         try:

@@ -17,6 +17,7 @@ from ddl_job.requests import StepRequest
 
 from .record import RestoreRecord
 from .spec import RestoreSpec
+from .stopping import NEVER, Stop
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,17 @@ class Executor(Protocol):
 
     def run(self, request: StepRequest, *, source_secret: str | None,
             target_secret: str | None, database: str,
-            on_event: Callable[[dict[str, Any]], None]) -> Any:
+            on_event: Callable[[dict[str, Any]], None], stop: Stop = NEVER) -> Any:
         """Run the step with connections resolved from secrets (never inline);
-        return the step's result; raise DataPlaneError with the step's reason."""
+        return the step's result; raise DataPlaneError with the step's reason.
+
+        Polls `stop` while the step runs: on `cancelled` the step is killed
+        (Cancelled), on `interrupted` waiting stops (Interrupted)."""
+
+    def settle(self, stop: Stop = NEVER) -> list[str]:
+        """Before a process drives a restore: wait for steps an earlier
+        process left running (their results stay readable), so nothing runs
+        twice at once; returns what was waited for."""
 
     def cleanup(self) -> list[str]:
         """Delete what the steps left where they ran (a Job's connections

@@ -2,9 +2,12 @@
 
 A failing phase (RestoreError, botocore's ClientError, any Exception) sends the record
 to Cleanup and then Record, ending Failed with the failing phase and reason.
-A crash (the process dies: BaseException such as KeyboardInterrupt, or a
-kill) leaves the record as last saved; calling `run` again resumes from the
-phase it was in, and the idempotent phases create no duplicates.
+A crash (the process dies: BaseException such as KeyboardInterrupt or the
+engine's `Interrupted`, or a kill) leaves the record as last saved; calling
+`run` again resumes from the phase it was in, and the idempotent phases
+create no duplicates. A cancellation (`ctx.stop.cancelled`, the resource is
+deleted) fails the running phase with `Cancelled`, so Cleanup drops what the
+restore created.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ def run_one(record: RestoreRecord, ctx: Context) -> RestoreRecord:
     ctx.on_event({"event": "phase_started", "phase": phase, "restoreId": record.restore_id})
     started = time.monotonic()
     try:
+        if phase not in CLEANUP_PHASES:
+            ctx.stop.raise_if_requested()   # nothing new starts once a stop is asked
         PHASE_FUNCTIONS[phase](record, ctx)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a record state
         reason, message = failure_reason(exc)
@@ -88,13 +93,35 @@ def run(record: RestoreRecord, ctx: Context) -> RestoreRecord:
 
 
 def request_cleanup(record: RestoreRecord) -> RestoreRecord:
-    """Jump to Cleanup (deletion of the resource, or `cleanup` from the CLI)."""
-    if not record.done and record.phase not in CLEANUP_PHASES:
-        record.cleanup_requested = True
-        record.error = record.error or {"phase": record.phase, "reason": "Cancelled",
-                                        "message": "cleanup requested before completion"}
+    """Cancel an unfinished restore: jump to Cleanup (deletion of the
+    resource, or `cleanup` from the CLI).
+
+    The one rule: what this restore created is dropped unless it already
+    succeeded. A restore not yet `Succeeded` — even one whose PostData is
+    done and whose Cleanup or Record is under way — is cancelled, and
+    Cleanup drops the schemas carrying its marker (`onFailure: keep` keeps
+    them). A failure already being cleaned up keeps its own reason."""
+    if record.done:
+        return record
+    record.cleanup_requested = True
+    if record.error is None:
+        record.error = {"phase": record.phase, "reason": "Cancelled",
+                        "message": "cleanup requested before completion"}
+        record.phase = "Cleanup"
+    elif record.phase not in CLEANUP_PHASES:
         record.phase = "Cleanup"
     return record
+
+
+def settle(record: RestoreRecord, ctx: Context) -> list[str]:
+    """Before driving a record in this process: wait for the steps an
+    earlier process left running (a Job of this restore), so no step runs
+    twice at once; their results are read when their phase re-runs."""
+    waited = ctx.executor.settle(ctx.stop)
+    for name in waited:
+        log.info("restore %s: waited for %s, left running by an earlier operator",
+                 record.restore_id, name)
+    return waited
 
 
 def cleanup_pending(record: RestoreRecord) -> bool:
@@ -113,7 +140,8 @@ def retry_cleanup(record: RestoreRecord, ctx: Context) -> RestoreRecord:
     record.result["cleanupRetries"] = int(record.result.get("cleanupRetries", 0)) + 1
     record.result.setdefault("previousCleanupErrors", []).extend(
         record.result.pop("cleanupErrors"))
-    if record.error and record.error.get("phase") in CLEANUP_PHASES:
+    if (record.error and record.error.get("phase") in CLEANUP_PHASES
+            and record.error.get("reason") != "Cancelled"):
         record.error = None
     record.phase, record.finished_at = "Cleanup", None
     return run(record, ctx)

@@ -25,7 +25,8 @@ from typing import Any, Callable
 from ddl_job.errors import InvalidRequest, InvalidSpec
 from ddl_job.foreign_keys import KEEP_NOT_VALID
 from ddl_job.foreign_keys import POLICIES as FOREIGN_KEYS
-from ddl_job.names import suffix_for, target_names, validate_schema_list, validate_suffix
+from ddl_job.names import (MAX_IDENTIFIER_BYTES, over_limit, shown, suffix_for, target_names,
+                           validate_schema_list, validate_suffix)
 
 DATA_COPY = ("copy", "dms")
 CREDENTIALS = ("resetMasterPassword", "historicalSecret")
@@ -33,7 +34,7 @@ ON_FAILURE = ("dropRestoredSchemas", "keep")
 ENGINES = ("native", "stepfunctions")
 RFC3339 = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
            r"(Z|[+-][0-9]{2}:[0-9]{2})$")
-# A derived suffix is always `_YYYYMMDDHHMMSS`: name lengths are checked with one.
+# A derived suffix is always `_YYYYMMDDHHMMSS`: a snapshot's names are checked with one.
 _DERIVED_SUFFIX_SHAPE = "_00000000000000"
 
 Check = Callable[[Any], Any]
@@ -200,18 +201,38 @@ class RestoreSpec:
         except InvalidSpec:
             raise
         except InvalidRequest as exc:
-            raise InvalidSpec(exc.message) from None
+            refused = InvalidSpec(exc.message)
+            if exc.reason == "NameTooLong":   # the reason the data plane gives it too
+                refused.reason = exc.reason
+            raise refused from None
         return spec
 
     def _check_together(self) -> None:
         """Rules that involve more than one field."""
         if (self.restore_time is None) == (self.snapshot_id is None):
             raise InvalidSpec("exactly one of restoreTime and snapshotId is required")
-        target_names(list(self.schemas), self.target_suffix or _DERIVED_SUFFIX_SHAPE)
+        if self.target_suffix or self.restore_time is not None:
+            target_names(list(self.schemas), self.suffix())   # the suffix it will use
+            return
+        # A snapshot's suffix comes from its creation time, read in phase 1;
+        # its length is known now (clashes are checked once it is known).
+        too_long = [name for name in self.schemas
+                    if len((name + _DERIVED_SUFFIX_SHAPE).encode()) > MAX_IDENTIFIER_BYTES]
+        if too_long:
+            raise InvalidRequest(
+                "NameTooLong",
+                f"with the {len(_DERIVED_SUFFIX_SHAPE)}-byte suffix _YYYYMMDDHHMMSS of the "
+                "snapshot's creation time, target schema names would exceed PostgreSQL's "
+                "63-byte limit and be silently truncated: "
+                + ", ".join(f"{shown(name)} + suffix "
+                            f"({over_limit(name + _DERIVED_SUFFIX_SHAPE)})" for name in too_long)
+                + "; set a shorter targetSuffix")
 
-    def to_dict(self) -> dict[str, Any]:
-        """The API form (camelCase, JSON values): what the record and the audit keep."""
-        return _to_api(self)
+    def to_dict(self, defaults: bool = True) -> dict[str, Any]:
+        """The API form (camelCase, JSON values): what the record and the audit keep.
+        `defaults=False` leaves out fields at their default (`from_dict` puts them
+        back): the short form the status keeps."""
+        return _to_api(self, defaults)
 
     # -- derived values ----------------------------------------------------------
     def suffix(self, snapshot_time: datetime | None = None) -> str:
@@ -309,18 +330,29 @@ def _check_schema(schema: dict[str, Any], value: Any, path: str) -> None:
             _check_schema(schema["items"], item, f"{path}[{index}]")
 
 
-def _to_api(obj: Any) -> dict[str, Any]:
-    """Every field but the unset optional ones (None), as the API would hold it."""
+def _to_api(obj: Any, defaults: bool = True) -> dict[str, Any]:
+    """Every field but the unset optional ones (None), as the API would hold it;
+    without `defaults`, also without the fields that hold their default."""
     out: dict[str, Any] = {}
     for spec_field in fields(obj):
         value = getattr(obj, spec_field.name)
-        if value is None:
+        if value is None or (not defaults and _is_default(spec_field, value)):
             continue
         if is_dataclass(value):
-            value = _to_api(value)
+            value = _to_api(value, defaults)
+            if not value and not defaults:
+                continue
         elif isinstance(value, datetime):
             value = rfc3339(value)
         elif isinstance(value, tuple):
             value = list(value)
         out[spec_field.metadata["json"]] = value
     return out
+
+
+def _is_default(spec_field: Any, value: Any) -> bool:
+    if spec_field.default is not MISSING:
+        return value == spec_field.default
+    if spec_field.default_factory is not MISSING:
+        return value == spec_field.default_factory()
+    return False

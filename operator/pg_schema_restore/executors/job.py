@@ -10,15 +10,28 @@
   restore-id label (cleanup finds them by it) and name their SchemaRestore
   in an annotation (for people).
 - The step's last JSON line comes back through the Pod's termination
-  message (no log access needed); a failed Job ends the step with that
-  message or the log tail (`FallbackToLogsOnError`).
+  message; a failed Job ends the step with that message or the log tail
+  (`FallbackToLogsOnError`). Progress lines are read from the pod's log
+  while it runs (`pod_log.py`, `pods/log`); without that right the step
+  still runs, with no live progress.
 - Restricted security context, resource requests/limits, no retries
   (`backoffLimit: 0`: the engine decides what to re-run), a deadline.
+- Stopping (`Stop`, polled while waiting): a cancelled restore's Job is
+  deleted with foreground propagation (its Pod goes first, so its process
+  is gone when the Job is) and the wait ends with `Cancelled`; an operator
+  shutting down only stops waiting (`Interrupted`) and leaves the Job
+  running.
+- Adoption: before a (restarted) operator drives a restore, `settle` finds
+  the restore's Jobs still running (label query) and waits for them. It
+  adopts rather than deletes them: the step may have run for hours, its
+  result is read back by name when its phase re-runs, and nothing else
+  starts for the restore meanwhile, so no step ever runs twice at once.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from typing import Any, Callable
 
@@ -30,7 +43,9 @@ from ddl_job.errors import Cancelled
 from ddl_job.requests import StepRequest
 
 from ..engine.ports import Secrets
+from ..engine.stopping import NEVER, Interrupted, Stop
 from .connections import dsn_from_secret
+from .pod_log import PodLogFollower
 from .result import parse_line, step_result
 
 LABEL_RESTORE = "pgschemarestore.io/restore-id"
@@ -38,6 +53,7 @@ LABEL_STEP = "pgschemarestore.io/step"
 OWNER_ANNOTATION = "pgschemarestore.io/schemarestore"   # namespace/name of the restore
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pg-schema-restore"}
 TERMINATION_LOG = "/dev/termination-log"
+log = logging.getLogger(__name__)
 
 
 class JobExecutor:
@@ -48,8 +64,8 @@ class JobExecutor:
 
     def __init__(self, *, namespace: str, owner: str, restore_id: str, image: str,
                  secrets: Secrets, resources: dict[str, Any], deadline_seconds: int,
-                 service_account: str = "", should_stop: Callable[[], bool] = lambda: False,
-                 poll_seconds: float = 1.0, api_client: client.ApiClient | None = None) -> None:
+                 service_account: str = "", poll_seconds: float = 1.0,
+                 gone_seconds: float = 20.0, api_client: client.ApiClient | None = None) -> None:
         self.namespace = namespace
         self.owner = owner
         self.restore_id = restore_id
@@ -58,8 +74,8 @@ class JobExecutor:
         self.resources = resources
         self.deadline_seconds = deadline_seconds
         self.service_account = service_account
-        self.should_stop = should_stop
         self.poll_seconds = poll_seconds
+        self.gone_seconds = gone_seconds   # how long a cancellation waits for its Job to go
         self.batch = client.BatchV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
 
@@ -143,7 +159,7 @@ class JobExecutor:
 
     def run(self, request: StepRequest, *, source_secret: str | None,
             target_secret: str | None, database: str,
-            on_event: Callable[[dict[str, Any]], None]) -> Any:
+            on_event: Callable[[dict[str, Any]], None], stop: Stop = NEVER) -> Any:
         step = request.step
         name = self.job_name(step)
         try:
@@ -156,20 +172,70 @@ class JobExecutor:
             self.batch.create_namespaced_job(self.namespace,
                                              self.job_manifest(step, request.to_argv(), keys))
             on_event({"event": "job_created", "step": step, "job": name})
-        return self._wait(step, name)
+        return self._wait(step, name, stop, on_event)
 
-    def _wait(self, step: str, name: str) -> Any:
-        while True:
-            if self.should_stop():
-                self.delete_job(name)
-                raise Cancelled()
-            job = self.batch.read_namespaced_job(name, self.namespace)
-            status = job.status
-            if status.succeeded:
-                return self._result(step, name, failed=False)
-            if status.failed:
-                return self._result(step, name, failed=True)
+    def _wait(self, step: str, name: str, stop: Stop,
+              on_event: Callable[[dict[str, Any]], None] = lambda event: None) -> Any:
+        # Progress lines come from the pod's log while it runs (pod_log.py).
+        follower = PodLogFollower(self.core, self.namespace, name)
+        try:
+            while True:
+                self._check(name, stop)
+                status = self.batch.read_namespaced_job(name, self.namespace).status
+                if status.succeeded or status.failed:
+                    for event in follower.finish():
+                        on_event(event)
+                    return self._result(step, name, failed=not status.succeeded)
+                for event in follower.poll():
+                    on_event(event)
+                time.sleep(self.poll_seconds)
+        finally:
+            follower.close()
+
+    def _check(self, name: str, stop: Stop) -> None:
+        """Cancelled: delete the Job (foreground), wait a while for it to go,
+        raise. Interrupted: raise, the Job keeps running for the next operator."""
+        if stop.cancelled():
+            self.delete_job(name, running=True)
+            self._wait_gone(name)
+            raise Cancelled()
+        if stop.interrupted():
+            raise Interrupted()
+
+    def _wait_gone(self, name: str) -> None:
+        deadline = time.monotonic() + self.gone_seconds
+        while time.monotonic() < deadline:
+            try:
+                self.batch.read_namespaced_job(name, self.namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                raise
             time.sleep(self.poll_seconds)
+
+    def running_jobs(self) -> list[str]:
+        """This restore's Jobs that have not finished (label query)."""
+        jobs = self.batch.list_namespaced_job(
+            self.namespace, label_selector=f"{LABEL_RESTORE}={self.restore_id}").items
+        return sorted(job.metadata.name for job in jobs
+                      if not (job.status.succeeded or job.status.failed)
+                      and job.metadata.deletion_timestamp is None)
+
+    def settle(self, stop: Stop = NEVER) -> list[str]:
+        """Adopt the Jobs an earlier operator left running: wait for each to end
+        (its result is read by name when its phase re-runs)."""
+        running = self.running_jobs()
+        for name in running:
+            log.info("restore %s: adopting Job %s, left running by an earlier operator; "
+                     "waiting for its result before anything else starts",
+                     self.restore_id, name)
+            while True:
+                self._check(name, stop)
+                status = self.batch.read_namespaced_job(name, self.namespace).status
+                if status.succeeded or status.failed:
+                    break
+                time.sleep(self.poll_seconds)
+        return running
 
     def _result(self, step: str, name: str, *, failed: bool) -> Any:
         message = self._termination_message(name)
@@ -187,10 +253,13 @@ class JobExecutor:
         return ""
 
     # -- cleanup ----------------------------------------------------------------
-    def delete_job(self, name: str) -> None:
+    def delete_job(self, name: str, *, running: bool = False) -> None:
+        """A running Job is deleted in the foreground: it goes only once its
+        Pod (the step's processes) is gone. A finished one goes at once."""
         try:
-            self.batch.delete_namespaced_job(name, self.namespace,
-                                             propagation_policy="Background")
+            self.batch.delete_namespaced_job(
+                name, self.namespace,
+                propagation_policy="Foreground" if running else "Background")
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -203,7 +272,8 @@ class JobExecutor:
         selector = f"{LABEL_RESTORE}={self.restore_id}"
         deleted: list[str] = []
         for job in batch.list_namespaced_job(namespace, label_selector=selector).items:
-            self.delete_job(job.metadata.name)
+            self.delete_job(job.metadata.name,
+                            running=not (job.status.succeeded or job.status.failed))
             deleted.append(f"job {job.metadata.name}")
         try:
             core.delete_namespaced_secret(self.secret_name, namespace)

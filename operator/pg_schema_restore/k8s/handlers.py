@@ -4,9 +4,15 @@
   writing the record into status after each save; after a restart the
   daemon resumes from status, and the idempotent phases create nothing twice;
 - a process-wide slot limit caps concurrent restores (others are Queued);
-- the finalizer (kopf's, via the delete handler) stops the Jobs and runs
-  Cleanup before the object goes; a finished restore's deletion leaves the
-  restored schemas in place;
+- deletion: the delete handler says `Deleting` in status and an event at
+  once; the daemon's running step is cancelled (`engine.stopping`: its
+  process group killed, or its Job deleted in the foreground) and the
+  daemon leaves, queued or running; then the handler runs Cleanup before
+  the finalizer goes. The rule: what the restore created is dropped unless
+  it already succeeded (a finished restore's deletion keeps its schemas);
+- shutdown only interrupts the daemon (a Job keeps running); a restarted
+  operator first waits for the restore's Jobs still running (`settle`:
+  adopts them) before it starts anything;
 - a spec is resolved against the administrator's declared sources first
   (`SourceNotAllowed`: nothing read, nothing created);
 - Jobs and connection Secrets run in the operator's namespace (Cleanup
@@ -23,13 +29,13 @@ import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import kopf
 from kubernetes import client, config as kube_config
 from kubernetes.client.rest import ApiException
 
-from ddl_job.errors import InvalidSpec
+from ddl_job.errors import Cancelled, InvalidSpec
 
 from .. import wiring
 from ..config import OperatorConfig
@@ -38,16 +44,21 @@ from ..engine import runner
 from ..engine.phases import Context
 from ..engine.record import RestoreRecord, restore_id_for
 from ..engine.spec import RestoreSpec
+from ..engine.stopping import NEVER, Interrupted, Stop
 from ..stepfunctions.execution import StepFunctionsExecution
-from . import metrics
+from . import admission, metrics, saved_record, spec_change
 from .reporting import StatusWriter
 
 log = logging.getLogger("pg_schema_restore.operator")
 
 CONFIG = OperatorConfig.from_env()
 _slots = threading.BoundedSemaphore(max(1, CONFIG.max_concurrent))
-_running: dict[str, threading.Event] = {}   # uid -> set while a daemon is driving it
+_running: dict[str, threading.Event] = {}   # uid -> set once its daemon (queued or running) left
 _running_lock = threading.Lock()
+_announced: set[str] = set()                # uids whose deletion was announced
+# Registered where they are defined: the admission webhook (when enabled) and
+# the report of a spec changed anyway.
+OTHER_HANDLERS = (admission.validate, spec_change.spec_changed)
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -83,6 +94,7 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # CRD present at start: no cluster-wide list/watch of namespaces and CRDs,
     # so in watchNamespaces mode the operator holds no cluster-wide right.
     settings.scanning.disabled = True
+    admission.configure(settings)   # the validating webhook, when PGSR_WEBHOOK_PORT is set
     if CONFIG.executor == "job" and not CONFIG.job_namespace:
         CONFIG.job_namespace = _own_namespace()
     try:
@@ -113,32 +125,76 @@ def probe(**_: Any) -> dict[str, int]:
         return {"running": len(_running)}
 
 
+def _refused_already(body: kopf.Body) -> bool:
+    """Refused before a record existed (InvalidSpec, SourceNotAllowed): that is
+    final. A restarted operator must not parse a since-edited spec, or a
+    since-changed configuration, into a restore nobody saw accepted."""
+    status = body.get("status") or {}
+    return not status.get("record") and any(
+        c.get("type") == "Succeeded" and c.get("status") == "False"
+        for c in status.get("conditions") or [])
+
+
 def _load_record(body: kopf.Body) -> RestoreRecord:
     """The saved record, or a new one for the spec (parsed here, once: InvalidSpec)."""
-    saved = (body.get("status") or {}).get("record")
-    if saved:
-        return RestoreRecord.from_dict(dict(saved))
+    status = dict(body.get("status") or {})
+    if saved_record.whole(status):   # written by an operator before the split
+        return RestoreRecord.from_dict(dict(status["record"]))
+    if saved_record.saved_spec(status) is not None:   # the spec it started with
+        return saved_record.join(status)
     spec = RestoreSpec.from_dict(CONFIG.spec_for(body["metadata"]["namespace"],
                                                  dict(body["spec"])))
+    if status.get("record"):
+        return saved_record.join(status, spec)
     return RestoreRecord(restore_id=restore_id_for(body["metadata"]["uid"]), spec=spec)
 
 
 def _context(body: dict[str, Any], record: RestoreRecord, writer: StatusWriter,
-             should_stop: Callable[[], bool]) -> Context:
+             stop: Stop = NEVER) -> Context:
     return wiring.build_context(CONFIG, record, save=writer.write, on_event=writer.event,
-                                jobs=_placement(body, should_stop))
+                                jobs=_placement(body), stop=stop)
 
 
-def _placement(body: dict[str, Any], should_stop: Callable[[], bool]) -> wiring.JobPlacement:
+def _placement(body: dict[str, Any]) -> wiring.JobPlacement:
     meta = body["metadata"]
     return wiring.JobPlacement(namespace=CONFIG.job_namespace,
-                               owner=f"{meta['namespace']}/{meta['name']}",
-                               should_stop=should_stop)
+                               owner=f"{meta['namespace']}/{meta['name']}")
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=30.0)
+def _stop(body: kopf.Body, stopped: kopf.DaemonStopped) -> Stop:
+    """Deletion cancels the restore; any other stop (the operator exiting)
+    only interrupts this daemon. kopf keeps a daemon's `body` fresh."""
+    def cancelled() -> bool:
+        return bool((body.get("metadata") or {}).get("deletionTimestamp"))
+    return Stop(cancelled=cancelled, interrupted=lambda: bool(stopped))
+
+
+def _wait_for_slot(body: kopf.Body, record: RestoreRecord, writer: StatusWriter,
+                   stopped: kopf.DaemonStopped) -> bool:
+    """Take a restore slot, Queued meanwhile; False when stopped while queued
+    (a queued restore created nothing: its deletion has nothing to wait for)."""
+    if _slots.acquire(blocking=False):
+        return True
+    metrics.QUEUED.inc()
+    writer.write(record, waiting=f"waiting for a free slot "
+                                 f"(at most {CONFIG.max_concurrent} restores at once)")
+    kopf.info(body, reason="Queued", message="waiting for a free restore slot")
+    try:
+        while not _slots.acquire(timeout=0.2):
+            if stopped:
+                return False
+        return True
+    finally:
+        metrics.QUEUED.dec()
+
+
+# On deletion the daemon cancels its step and leaves within seconds: kopf's
+# gentle stop (backoff) is enough, the forced one (timeout) never needed.
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=5.0, cancellation_timeout=30.0)
 def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Run the restore to its end (or until the object is deleted)."""
+    if _refused_already(body):
+        return
     try:
         record = _load_record(body)
     except InvalidSpec as refused:
@@ -151,34 +207,40 @@ def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
         return
     uid = body["metadata"]["uid"]
     writer = StatusWriter(body)
-    if not _slots.acquire(blocking=False):
-        metrics.QUEUED.inc()
-        writer.write(record, waiting=f"waiting for a free slot "
-                                     f"(at most {CONFIG.max_concurrent} restores at once)")
-        kopf.info(body, reason="Queued", message="waiting for a free restore slot")
+    stop = _stop(body, stopped)
+    with _registered(uid):   # queued or running, a deletion waits for this daemon to leave
+        if not _wait_for_slot(body, record, writer, stopped):
+            return
+        writer.write(record)
+        metrics.ACTIVE.inc()
         try:
-            while not _slots.acquire(timeout=1.0):
-                if stopped:
-                    return
+            ctx = _context(dict(body), record, writer, stop)
+            _drive(record, ctx, writer, stop, stopped)
+        except Interrupted:
+            log.info("restore %s: the operator is stopping; left as last saved",
+                     record.restore_id)
+            return
         finally:
-            metrics.QUEUED.dec()
-    writer.write(record)
-    metrics.ACTIVE.inc()
-    try:
-        with _registered(uid):
-            ctx = _context(dict(body), record, writer, lambda: bool(stopped))
-            if record.requested.engine == "stepfunctions" and not record.done:
-                _execution().run(record, save=writer.write, on_event=writer.event,
-                                 should_stop=lambda: bool(stopped))
-            while not record.done and not stopped:   # native; or the cleanup of an
-                runner.run_one(record, ctx)           # execution that ended abnormally
-            if record.done:
-                writer.finish(record)
-    finally:
-        metrics.ACTIVE.dec()
-        _slots.release()
+            metrics.ACTIVE.dec()
+            _slots.release()
     if runner.cleanup_pending(record):
         _retry_cleanup_until_done(body, record, stopped)
+
+
+def _drive(record: RestoreRecord, ctx: Context, writer: StatusWriter, stop: Stop,
+           stopped: kopf.DaemonStopped) -> None:
+    if record.requested.engine == "stepfunctions":
+        _execution().run(record, save=writer.write, on_event=writer.event,
+                         should_stop=stop.requested)
+    else:
+        try:
+            runner.settle(record, ctx)   # adopt Jobs an earlier operator left running
+        except Cancelled:
+            return                       # deleted meanwhile: the delete handler cleans up
+    while not record.done and not stopped:   # native; or the cleanup of an
+        runner.run_one(record, ctx)           # execution that ended abnormally
+    if record.done:
+        writer.finish(record)
 
 
 def _execution() -> StepFunctionsExecution:
@@ -198,11 +260,11 @@ def _retry_cleanup_until_done(body: kopf.Body, record: RestoreRecord,
     while runner.cleanup_pending(record):
         kopf.warn(body, reason="CleanupRetry",
                   message=f"cleanup left resources behind; retrying in {delay:.0f} s: "
-                          f"{record.result.get('cleanupErrors')}"[:1000])
+                          f"{'; '.join(record.result.get('cleanupErrors') or [])}"[:1000])
         if stopped.wait(delay):
             return
         with _registered(uid):
-            ctx = _context(dict(body), record, writer, lambda: bool(stopped))
+            ctx = _context(dict(body), record, writer)
             runner.retry_cleanup(record, ctx)
             writer.finish(record)
         delay = min(delay * 2, 3600.0)
@@ -210,12 +272,14 @@ def _retry_cleanup_until_done(body: kopf.Body, record: RestoreRecord,
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 def delete(body: kopf.Body, **_: Any) -> None:
-    """Stop the Jobs and remove every temporary resource before the object goes."""
+    """Say `Deleting` at once, wait for the daemon to cancel its step and
+    leave, then remove every temporary resource before the object goes."""
+    _announce_deletion(body)
     uid = body["metadata"]["uid"]
     with _running_lock:
         running = _running.get(uid)
     if running is not None and not running.wait(timeout=25):
-        raise kopf.TemporaryError("waiting for the running phase to stop", delay=5)
+        raise kopf.TemporaryError("waiting for the running step to stop", delay=1)
     # Re-read: the daemon may have saved a newer record while stopping.
     meta = body["metadata"]
     try:
@@ -230,14 +294,30 @@ def delete(body: kopf.Body, **_: Any) -> None:
     except InvalidSpec:
         return   # refused before anything was created
     writer = StatusWriter(kopf.Body(fresh))
-    ctx = _context(fresh, record, writer, lambda: False)
+    ctx = _context(fresh, record, writer)
     # A previous cleanup left something behind: try it again now.
     runner.retry_cleanup(record, ctx)
     if not record.done:
         if record.spec is not None and record.spec.engine == "stepfunctions":
             _execution().stop(record, "SchemaRestore deleted")   # then the engine's cleanup
-        runner.request_cleanup(record)
+        runner.request_cleanup(record)   # not yet Succeeded: cancelled, its schemas dropped
         runner.run(record, ctx)
     if runner.cleanup_pending(record):   # the finalizer stays until nothing is left
         raise kopf.TemporaryError(f"cleanup incomplete: {record.result['cleanupErrors']}",
                                   delay=30)
+
+
+def _announce_deletion(body: kopf.Body) -> None:
+    """`Deleting` in status and one event, before any waiting. kopf calls the
+    delete handler again after a success while the daemon is still being
+    stopped, hence the once-per-object guard."""
+    uid = body["metadata"]["uid"]
+    with _running_lock:
+        if uid in _announced:
+            return
+        _announced.add(uid)
+    try:
+        record = _load_record(body)
+    except InvalidSpec:
+        return   # refused before anything was created: nothing to tell
+    StatusWriter(body).deletion_started(record)

@@ -302,6 +302,25 @@ def pitr_copy(base_backup: Path, archive_dir: Path, datadir: Path, target_time: 
                     return cluster
         except psycopg.OperationalError:
             pass
+        if not (datadir / "postmaster.pid").exists():   # the server gave up and stopped
+            raise RecoveryStopped("the point-in-time copy stopped before it was promoted: "
+                                  f"{log_errors(cluster.logfile)}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"PITR copy did not promote; see {cluster.logfile}")
+            raise RecoveryStopped("the point-in-time copy did not promote in 300 s: "
+                                  f"{log_errors(cluster.logfile)}")
         time.sleep(0.2)
+
+
+class RecoveryStopped(RuntimeError):
+    """A PITR copy that will not come up; the message quotes the server's log,
+    which is deleted with the copy."""
+
+
+def log_errors(logfile: Path, limit: int = 3) -> str:
+    """The server log's last FATAL/ERROR lines, quoted (the file goes with the copy)."""
+    try:
+        lines = logfile.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no server log)"
+    errors = [line for line in lines if "FATAL:" in line or "ERROR:" in line]
+    return " | ".join((errors or lines)[-limit:]) or "(empty server log)"

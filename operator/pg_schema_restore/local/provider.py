@@ -25,7 +25,7 @@ from ddl_job.errors import InvalidSpec, ProviderError
 from ..engine.ports import SourceInfo
 from ..engine.record import RestoreRecord
 from ..engine.spec import RestoreSpec
-from .cluster import LocalCluster, pitr_copy, server_bindir
+from .cluster import LocalCluster, RecoveryStopped, log_errors, pitr_copy, server_bindir
 from .secrets import LocalSecrets
 
 
@@ -48,6 +48,25 @@ def backup_start_time(base_backup: Path) -> datetime:
         tzinfo=timezone.utc)
 
 
+def engine_version(text: str) -> str:
+    """`15.18` from `postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)`."""
+    match = re.search(r"\(PostgreSQL\) ([0-9][^\s]*)", text)
+    if not match:
+        raise ProviderError("InvalidSource", f"unknown PostgreSQL version: {text.strip()!r}")
+    return match[1]
+
+
+def latest_archived(wal_archive: Path, earliest: datetime) -> datetime:
+    """The latest restorable time: when the newest WAL file was archived.
+
+    WAL written since is not in the archive yet, so a copy could not
+    replay to a later time (RDS's LatestRestorableTime lags the same way)."""
+    times = [p.stat().st_mtime for p in Path(wal_archive).iterdir() if p.is_file()]
+    if not times:
+        return earliest
+    return max(earliest, datetime.fromtimestamp(max(times), timezone.utc))
+
+
 class LocalTemporaryDatabases:
     def __init__(self, source: LocalSource, secrets: LocalSecrets) -> None:
         self.source = source
@@ -55,10 +74,11 @@ class LocalTemporaryDatabases:
 
     # -- phase 1 -----------------------------------------------------------
     def describe_source(self, spec: RestoreSpec) -> SourceInfo:
-        version = subprocess.run([str(server_bindir() / "postgres"), "--version"],
-                                 capture_output=True, text=True).stdout.split()[-1]
+        version = engine_version(subprocess.run(
+            [str(server_bindir() / "postgres"), "--version"],
+            capture_output=True, text=True).stdout)
         earliest = backup_start_time(self.source.base_backup)
-        latest = datetime.now(timezone.utc)
+        latest = latest_archived(self.source.wal_archive, earliest)
         if spec.snapshot_id is not None:
             if spec.snapshot_id != self.source.base_backup.name:
                 raise ProviderError("SnapshotNotFound",
@@ -71,7 +91,8 @@ class LocalTemporaryDatabases:
             raise ProviderError(
                 "RestoreTimeOutOfWindow",
                 f"restoreTime {point.isoformat()} is outside the restorable window "
-                f"[{earliest.isoformat()}, {latest.isoformat()}]")
+                f"[{earliest.isoformat()}, {latest.isoformat()}] (its end is the last WAL "
+                "archived: a time after it is not restorable yet, as on RDS)")
         return SourceInfo("local", version, earliest, latest)
 
     def production_secret(self, spec: RestoreSpec) -> str:
@@ -99,8 +120,16 @@ class LocalTemporaryDatabases:
                                                  "port": port}
         checkpoint()
         point = spec.restore_time
-        pitr_copy(self.source.base_backup, self.source.wal_archive, datadir,
-                  point, production["password"], port=port)
+        try:
+            pitr_copy(self.source.base_backup, self.source.wal_archive, datadir,
+                      point, production["password"], port=port)
+        except RecoveryStopped as exc:
+            raise ProviderError("TemporaryDatabaseFailed", str(exc)) from None
+        except RuntimeError as exc:   # pg_ctl refused to start it
+            raise ProviderError("TemporaryDatabaseFailed",
+                                f"the point-in-time copy did not start: "
+                                f"{log_errors(LocalCluster(datadir, port, '').logfile)}"
+                                ) from exc
 
     def wait_ready(self, record: RestoreRecord) -> list[str]:
         port = record.resources["temporaryDatabase"]["port"]

@@ -79,9 +79,11 @@ class HistoryMirror:
         record = self.record
         theirs = RestoreRecord.from_dict(saved)
         phase = record.phase
-        for name in ("targets", "source", "resources", "progress", "schemas_created",
+        for name in ("targets", "source", "progress", "schemas_created",
                      "error", "warnings", "result", "finished_at"):
             setattr(record, name, getattr(theirs, name))
+        # Theirs, and ours the execution never saw (stepFunctionsExecution).
+        record.resources = {**record.resources, **theirs.resources}
         if theirs.phase in ("Cleanup", "Record") or theirs.done:
             # Collect and Finish know exactly what completed.
             record.completed = [p for p in record.completed if p in theirs.completed]
