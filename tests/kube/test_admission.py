@@ -173,10 +173,10 @@ def test_the_webhook_refuses_spec_changes_and_invalid_specs_and_lets_the_rest_th
         done = admission.kube.kubectl(*args, "-n", admission.ns, check=False)
         assert done.returncode == 0, done.stderr
     admission.custom.patch_namespaced_custom_object_status(
-        GROUP, VERSION, admission.ns, PLURAL, "mine", {"status": {"seenBy": "test"}})
+        GROUP, VERSION, admission.ns, PLURAL, "mine", {"status": {"warnings": ["seen by test"]}})
     obj = admission.get("mine")
     assert obj["metadata"]["labels"]["team"] == "a"
-    assert obj["status"]["seenBy"] == "test"
+    assert obj["status"]["warnings"] == ["seen by test"]
     assert obj["metadata"]["generation"] == 1
     assert admission.condition("mine", "SpecChangeIgnored") == {}
     # A deletion: never refused (the finalizer's removal is an update it passes).

@@ -361,9 +361,9 @@ def test_happy_path_succeeds_and_cleans_up(world):
     assert said[-1][2] == f"restore succeeded: restored tenant_a as {target} (2050 rows)"
     # A finished restore's status is compact: no second copy of itself.
     assert conds["Finished"]["status"] == "True"
-    assert set(status["record"]) <= {"restoreId", "phase", "completed", "source", "resources",
-                                     "timings", "schemasCreated", "cleanupRequested", "error",
-                                     "result"}, status["record"]
+    assert set(status["record"]) <= {"restoreId", "spec", "phase", "completed", "source",
+                                     "resources", "timings", "schemasCreated",
+                                     "cleanupRequested", "error", "result"}, status["record"]
     described = world.kube.kubectl("describe", "schemarestore", "restore-a", "-n",
                                    world.ns).stdout
     shown = described[described.index("\nStatus:"):described.index("\nEvents:")]
