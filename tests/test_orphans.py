@@ -30,6 +30,8 @@ from pg_schema_restore.engine.stopping import Stop
 from pg_schema_restore.executors.subprocess import SubprocessExecutor
 from pg_schema_restore.local.secrets import LocalSecrets
 
+from support.waiting import wait_until
+
 REPO = Path(__file__).resolve().parents[1]
 STEP_APP = "pg-schema-restore drop"
 
@@ -37,13 +39,7 @@ STEP_APP = "pg-schema-restore drop"
 def _wait(predicate, what: str, timeout: float = 20.0):
     """Bounded below the drop step's own 30 s lock timeout, which would end
     an orphan by itself."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(predicate, timeout, what, interval=0.1)
 
 
 def _processes_with(marker: str) -> list[int]:

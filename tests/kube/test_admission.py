@@ -19,13 +19,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from support.kube import install_crd
+from support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "pgschemarestore.io", "v1alpha1", "schemarestores"
@@ -36,16 +36,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what: str, log=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}\n{log()}")
 
 
 class Admission:
@@ -73,7 +63,7 @@ class Admission:
              "--namespace", self.ns, "--standalone"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         if webhook:   # the API server calls it once it has read the configuration
-            _wait(self._refuses_a_probe, 60, "the webhook to answer", self.log)
+            wait_until(self._refuses_a_probe, 60, "the webhook to answer", self.log)
 
     def _refuses_a_probe(self) -> bool:
         probe = self.kubectl_apply("probe", {**SPEC, "snapshotId": "s"}, "--dry-run=server")
@@ -129,7 +119,7 @@ class Admission:
 
     def refused_by_the_operator(self, name: str) -> dict:
         """Created, and ended by the operator itself (no source declared)."""
-        return _wait(lambda: (c := self.condition(name, "Succeeded")) and c["status"] == "False"
+        return wait_until(lambda: (c := self.condition(name, "Succeeded")) and c["status"] == "False"
                      and c, 60, f"{name} to be refused by the operator", self.log)
 
 
@@ -199,18 +189,18 @@ def test_a_change_made_while_the_webhook_is_down_is_reported(admission):
     assert obj["metadata"]["generation"] == 2 and obj["status"]["observedGeneration"] == 1
     admission.remove_webhook()
     admission.start(webhook=False)
-    ignored = _wait(lambda: admission.condition("mine", "SpecChangeIgnored"), 60,
+    ignored = wait_until(lambda: admission.condition("mine", "SpecChangeIgnored"), 60,
                     "SpecChangeIgnored", admission.log)
     assert (ignored["status"], ignored["reason"]) == ("True", "SpecImmutable")
     assert "generation 2" in ignored["message"] and "generation 1" in ignored["message"]
-    events = _wait(lambda: admission.events("SpecImmutable"), 30, "the event", admission.log)
+    events = wait_until(lambda: admission.events("SpecImmutable"), 30, "the event", admission.log)
     obj = admission.get("mine")
     assert obj["status"]["observedGeneration"] == 1         # the generation it ran
     assert admission.condition("mine", "Succeeded") == refused   # its verdict is untouched
     # One event, still one after the operator's next start (nothing new to say).
     admission.stop()
     admission.start(webhook=False)
-    _wait(lambda: admission.log(None).count("Daemon 'drive' succeeded") >= 3, 60,
+    wait_until(lambda: admission.log(None).count("Daemon 'drive' succeeded") >= 3, 60,
           "the restarted operator to look at the restore again", admission.log)
     assert admission.log(None).count("Handler 'spec-changed") == 1
     events = admission.events("SpecImmutable")

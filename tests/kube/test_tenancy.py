@@ -35,6 +35,7 @@ from kube.test_operator import TENANT, World
 from support.helm import of_kind, render, rules_of
 from support.kube import install_crd
 from support.pg import restore_point
+from support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "pgschemarestore.io", "v1alpha1", "schemarestores"
@@ -48,16 +49,6 @@ TEAM_ROLE = [
      "verbs": ["get", "list"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list"]},
 ]
-
-
-def _wait(predicate, timeout: float, what: str, log=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}\n{log()}")
 
 
 class Tenancy:
@@ -83,7 +74,7 @@ class Tenancy:
         """A kubeconfig holding the ServiceAccount's token: the operator is it."""
         core = client.CoreV1Api(self.admin)
         for account in (SA, "default"):   # Job pods need the namespace's default token too
-            _wait(lambda: core.read_namespaced_service_account(account, self.ns).secrets,
+            wait_until(lambda: core.read_namespaced_service_account(account, self.ns).secrets,
                   60, f"the token of {account}")
         token_secret = core.read_namespaced_service_account(SA, self.ns).secrets[0].name
         token = base64.b64decode(core.read_namespaced_secret(token_secret, self.ns)
@@ -276,7 +267,7 @@ def test_tenants_under_the_charts_rbac(kube_cluster, team_world, tmp_path):
         admin.create_namespaced_custom_object(GROUP, VERSION, "team-c", PLURAL, _restore(
             "team-c", "elsewhere", {**base, "source": {"name": "team-a-db"}}))
         for name in refused:
-            cond = _wait(lambda n=name: _succeeded(as_alice, "team-a", n), 60,
+            cond = wait_until(lambda n=name: _succeeded(as_alice, "team-a", n), 60,
                          f"{name} to be refused", world.log)
             assert (cond["status"], cond["reason"]) == ("False", "SourceNotAllowed"), cond
             obj = as_alice.get_namespaced_custom_object(GROUP, VERSION, "team-a", PLURAL, name)
@@ -300,7 +291,7 @@ def test_tenants_under_the_charts_rbac(kube_cluster, team_world, tmp_path):
         t0 = time.monotonic()
         as_alice.create_namespaced_custom_object(GROUP, VERSION, "team-a", PLURAL, _restore(
             "team-a", "mine", {**base, "source": {"name": "team-a-db"}, "targetSuffix": "_ok"}))
-        cond = _wait(lambda: _succeeded(as_alice, "team-a", "mine"), 240, "mine", world.log)
+        cond = wait_until(lambda: _succeeded(as_alice, "team-a", "mine"), 240, "mine", world.log)
         assert cond["status"] == "True", cond
         print(f"restore: {time.monotonic() - t0:.1f} s")
         assert local.counts("tenant_a_ok")[0] == 20
@@ -314,7 +305,7 @@ def test_tenants_under_the_charts_rbac(kube_cluster, team_world, tmp_path):
         as_alice.create_namespaced_custom_object(GROUP, VERSION, "team-a", PLURAL, _restore(
             "team-a", "failing", {**base, "source": {"name": "team-a-db"},
                                   "targetSuffix": "_f"}))
-        cond = _wait(lambda: _succeeded(as_alice, "team-a", "failing"), 240, "failing",
+        cond = wait_until(lambda: _succeeded(as_alice, "team-a", "failing"), 240, "failing",
                      world.log)
         assert (cond["status"], cond["reason"]) == ("False", "JobFailed"), cond
         assert local.leftovers() == [] and "tenant_a_f" not in local.schemas()
@@ -325,7 +316,7 @@ def test_tenants_under_the_charts_rbac(kube_cluster, team_world, tmp_path):
         assert "status" not in elsewhere and not elsewhere["metadata"].get("finalizers")
         # Deleting a finished restore: the operator's delete handler reads it again.
         admin.delete_namespaced_custom_object(GROUP, VERSION, "team-a", PLURAL, "mine")
-        _wait(lambda: not any(o["metadata"]["name"] == "mine" for o in admin.
+        wait_until(lambda: not any(o["metadata"]["name"] == "mine" for o in admin.
                               list_namespaced_custom_object(GROUP, VERSION, "team-a",
                                                             PLURAL)["items"]),
               60, "mine to go", world.log)
@@ -415,7 +406,7 @@ def test_cluster_wide_mode_keeps_jobs_and_secrets_home(kube_cluster, tmp_path):
         bob.create_namespaced_custom_object(GROUP, VERSION, "team-x", PLURAL, _restore(
             "team-x", "raw", {"database": "app", "schemas": ["s"], "snapshotId": "snap",
                               "source": {"dbIdentifier": "prod-y"}}))
-        cond = _wait(lambda: _succeeded(bob, "team-x", "raw"), 60, "the refusal", world.log)
+        cond = wait_until(lambda: _succeeded(bob, "team-x", "raw"), 60, "the refusal", world.log)
         assert (cond["status"], cond["reason"]) == ("False", "SourceNotAllowed"), cond
         assert allowed("list", "schemarestores", "", GROUP)          # every namespace
         assert allowed("patch", "schemarestores", "team-x", GROUP, )
