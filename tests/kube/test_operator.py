@@ -495,6 +495,12 @@ def test_progress_advances_in_status_during_the_copy(world):
     world.prod.archive_current_wal(world.wal_archive)
     world.kubelet.extra_env["PGSR_COPY_CHUNK_PAGES"] = "24"
     world.start_operator(PGSR_PROGRESS_SECONDS="0")
+    # What a user sees: `kubectl get -w`, whose PROGRESS column is the CRD's
+    # printer column over status.progress.summary.
+    watcher = subprocess.Popen([world.kube.kubectl_path, "--kubeconfig",
+                                str(world.kube.kubeconfig), "get", "schemarestores", "-n",
+                                world.ns, "-w"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
     world.apply("live", _spec(world, targetSuffix="_live",
                               restoreTime=point.strftime("%Y-%m-%dT%H:%M:%S.%fZ")))
     seen: list[tuple[str, dict]] = []       # (phase, status.progress) of every update
@@ -519,6 +525,13 @@ def test_progress_advances_in_status_during_the_copy(world):
     assert copying[-1]["bytes"] == total and copying[-1]["tablesDone"] == 3
     print("\nPROGRESS during the copy: " + " | ".join(
         dict.fromkeys(p["summary"] for p in copying)))
+    time.sleep(1)                           # the watch's last lines
+    watcher.terminate()
+    transcript = watcher.communicate(timeout=30)[0]
+    print("kubectl get -w:\n" + transcript)
+    shown = [line for line in transcript.splitlines() if re.search(r"4/7 copy \d+/3 tables", line)]
+    assert len(set(shown)) >= 2, transcript  # the column moved while copying
+    assert re.search(r"\bSucceeded\b", transcript.splitlines()[-1]), transcript
     with world.prod.connect(world.db) as conn:
         assert conn.execute("SELECT count(*) FROM tenant_a_live.ledger").fetchone()[0] == 20000
 
