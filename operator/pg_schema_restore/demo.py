@@ -198,9 +198,11 @@ def run_demo(workdir: str, *, rows: int = 200_000, keep: bool = False) -> int:
     for name, seconds in {**timings, **{f"  {k}": v for k, v in record.timings.items()}}.items():
         print(f"{name:<24}{seconds:>8.2f} s")
     print(f"temporary resources left: {leftovers or 'none'}")
-    print(f"connected as {MASTER} (no superuser); memberships lent: "
-          f"{record.result.get('grantedMemberships') or 'none'}, revoked: "
-          f"{record.result.get('revokedMemberships') or 'none'}")
+    granted = record.result.get("grantedMemberships") or {}
+    lent = "; ".join(f"in {where}: {', '.join(roles)}" for where, roles in granted.items()
+                     if roles) or "none"
+    revoked = ", ".join(record.result.get("revokedMemberships") or []) or "none"
+    print(f"connected as {MASTER} (no superuser); memberships lent {lent}; revoked: {revoked}")
     verify = record.result.get("verify") or {}
     print(f"\nverify: {'OK' if verify.get('ok') else 'FAILED'} "
           f"({verify.get('tables')} tables, {verify.get('rows')} rows compared)")
