@@ -26,6 +26,7 @@ from support.kube import serve_in_process
 from support.kubelet import LocalKubelet
 from support.pg import restore_point
 from support.sfn_world import Machine, iso
+from support.waiting import wait_until
 
 GROUP, VERSION, PLURAL = "pgschemarestore.io", "v1alpha1", "schemarestores"
 PHASE_CONDITIONS = ("TemporaryDatabaseReady", "SchemaExtracted", "PreDataApplied",
@@ -83,7 +84,13 @@ def test_operator_restores_with_step_functions(aws_world, kube_cluster, monkeypa
         kube_cluster.kubectl("wait", "--for=condition=Succeeded", "--timeout=240s",
                              "schemarestore/sfn", "-n", ns, timeout=260)
         obj = _get(kube_cluster, ns)
-        events = client.CoreV1Api(kube_cluster.api_client()).list_namespaced_event(ns).items
+        core = client.CoreV1Api(kube_cluster.api_client())
+        # The end's Event follows the status that says Succeeded (kopf posts
+        # Events from a queue): wait for it rather than read once.
+        events = wait_until(lambda: [e for e in core.list_namespaced_event(ns).items
+                                     if e.reason == "Succeeded"]
+                            and core.list_namespaced_event(ns).items, 60,
+                            "the Succeeded Event", log=lambda: runner.output[-3000:])
     assert runner.exception is None, runner.output[-3000:]
     status = obj["status"]
     assert status["phase"] == "Succeeded"
@@ -100,8 +107,9 @@ def test_operator_restores_with_step_functions(aws_world, kube_cluster, monkeypa
     assert {k: after[k] for k in before} == before
     assert aws_world.leftovers(record["restoreId"]) == []
     assert len(machine.executions()) == 1
-    reasons = {e.reason for e in events}
-    assert "Succeeded" in reasons or any("Succeeded" in (e.message or "") for e in events), reasons
+    succeeded = [e for e in events if e.reason == "Succeeded"]
+    assert len(succeeded) == 1 and succeeded[0].type == "Normal", succeeded
+    assert succeeded[0].message.startswith("restore succeeded: restored "), succeeded[0].message
     assert aws_world.role_password not in json.dumps(obj)
 
 

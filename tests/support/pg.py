@@ -148,18 +148,20 @@ def copyhost(pg_base: Path):
 def new_db(request):
     """Factory: `new_db(cluster)` -> name of a fresh database, owned by MASTER
     (as the databases an RDS master user creates), dropped after the test."""
-    created: list[tuple[LocalCluster, str, str]] = []
+    created: list[tuple[LocalCluster, str]] = []
 
     def make(cluster: LocalCluster, prefix: str = "db") -> str:
         name = f"{prefix}_{os.getpid()}_{next(_counter)}"
         cluster.create_database(name)   # by MASTER (CREATEDB): its owner
-        created.append((cluster, name, cluster.user))
+        created.append((cluster, name))
         return name
 
     yield make
-    for cluster, name, owner in created:
+    # Teardown as the superuser: WITH (FORCE) ends sessions of other roles (a
+    # test's application roles), which its owner may not signal.
+    for cluster, name in created:
         try:
-            with cluster.connect(user=owner, autocommit=True) as conn:
+            with cluster.connect(user=SUPERUSER, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                     sql.Identifier(name)))
         except psycopg.OperationalError:
