@@ -33,7 +33,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -178,19 +178,28 @@ class JobExecutor:
               on_event: Callable[[dict[str, Any]], None] = lambda event: None) -> Any:
         # Progress lines come from the pod's log while it runs (pod_log.py).
         follower = PodLogFollower(self.core, self.namespace, name)
+
+        def forward(events: Iterable[dict[str, Any]]) -> None:
+            for event in events:
+                on_event(event)
         try:
-            while True:
-                self._check(name, stop)
-                status = self.batch.read_namespaced_job(name, self.namespace).status
-                if status.succeeded or status.failed:
-                    for event in follower.finish():
-                        on_event(event)
-                    return self._result(step, name, failed=not status.succeeded)
-                for event in follower.poll():
-                    on_event(event)
-                time.sleep(self.poll_seconds)
+            succeeded = self._until_finished(name, stop, lambda: forward(follower.poll()))
+            forward(follower.finish())
+            return self._result(step, name, failed=not succeeded)
         finally:
             follower.close()
+
+    def _until_finished(self, name: str, stop: Stop,
+                        while_running: Callable[[], None] = lambda: None) -> bool:
+        """Poll the Job until it ends, checking `stop` before each look; True
+        when it succeeded. `while_running` runs after each look at a running Job."""
+        while True:
+            self._check(name, stop)
+            status = self.batch.read_namespaced_job(name, self.namespace).status
+            if status.succeeded or status.failed:
+                return bool(status.succeeded)
+            while_running()
+            time.sleep(self.poll_seconds)
 
     def _check(self, name: str, stop: Stop) -> None:
         """Cancelled: delete the Job (foreground), wait a while for it to go,
@@ -229,12 +238,7 @@ class JobExecutor:
             log.info("restore %s: adopting Job %s, left running by an earlier operator; "
                      "waiting for its result before anything else starts",
                      self.restore_id, name)
-            while True:
-                self._check(name, stop)
-                status = self.batch.read_namespaced_job(name, self.namespace).status
-                if status.succeeded or status.failed:
-                    break
-                time.sleep(self.poll_seconds)
+            self._until_finished(name, stop)
         return running
 
     def _result(self, step: str, name: str, *, failed: bool) -> Any:
