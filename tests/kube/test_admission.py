@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pytest
 from kubernetes import client
 
 from support.kube import install_crd
+from support.processes import stop_gracefully
 from support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,13 +70,7 @@ class Admission:
         return probe.returncode != 0 and "denied the request" in probe.stderr
 
     def stop(self) -> None:
-        if self.operator and self.operator.poll() is None:
-            self.operator.send_signal(signal.SIGINT)
-            try:
-                self.operator.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.operator.kill()
-                self.operator.wait(timeout=30)
+        stop_gracefully(self.operator)
 
     def remove_webhook(self) -> None:
         for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):

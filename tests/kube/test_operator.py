@@ -27,6 +27,7 @@ from pg_schema_restore.local.secrets import LocalSecrets
 from support.kube import install_crd
 from support.kubelet import LocalKubelet
 from support.pg import restore_point
+from support.processes import stop_gracefully
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -101,11 +102,7 @@ class World:
     def stop(self) -> None:
         if self.operator and self.operator.poll() is None:
             self.rss_kb()
-            self.operator.send_signal(signal.SIGINT)
-            try:
-                self.operator.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.operator.kill()
+        stop_gracefully(self.operator)
         self.kubelet.stop()
 
     def full_log(self) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from kube.test_operator import TENANT, World
 from support.helm import of_kind, render, rules_of
 from support.kube import install_crd
 from support.pg import restore_point
+from support.processes import stop_gracefully
 from support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,12 +141,7 @@ class Tenancy:
                                          stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
     def stop(self) -> None:
-        if self.operator and self.operator.poll() is None:
-            self.operator.send_signal(signal.SIGINT)
-            try:
-                self.operator.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.operator.kill()
+        stop_gracefully(self.operator)
 
     def log(self) -> str:
         path = self.tmp / "operator.log"
