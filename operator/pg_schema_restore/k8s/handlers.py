@@ -138,6 +138,8 @@ def _refused_already(body: kopf.Body) -> bool:
 def _load_record(body: kopf.Body) -> RestoreRecord:
     """The saved record, or a new one for the spec (parsed here, once: InvalidSpec)."""
     status = dict(body.get("status") or {})
+    if _refused_already(body):   # the daemon, the deletion and its notice alike
+        raise InvalidSpec("refused before it started; the refusal in status stands")
     if saved_record.whole(status):   # written by an operator before the split
         return RestoreRecord.from_dict(dict(status["record"]))
     if saved_record.saved_spec(status) is not None:   # the spec it started with
@@ -193,8 +195,6 @@ def _wait_for_slot(body: kopf.Body, record: RestoreRecord, writer: StatusWriter,
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=5.0, cancellation_timeout=30.0)
 def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Run the restore to its end (or until the object is deleted)."""
-    if _refused_already(body):
-        return
     try:
         record = _load_record(body)
     except InvalidSpec as refused:
